@@ -1,0 +1,5 @@
+package layerapply
+
+import "slices"
+
+func sortStrings(s []string) { slices.Sort(s) }

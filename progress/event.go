@@ -1,0 +1,46 @@
+package progress
+
+import "time"
+
+// Phase names a stage of a conversion.
+type Phase string
+
+// The phases a conversion goes through, in order.
+const (
+	// PhaseResolve is the lookup of the reference, manifest and config.
+	PhaseResolve Phase = "resolve"
+	// PhaseDownload is the transfer of one compressed layer blob.
+	PhaseDownload Phase = "download"
+	// PhaseApply is the decompression of one layer and its application to the sink.
+	PhaseApply Phase = "apply"
+	// PhaseFinalize is the work done after the last layer (metadata, sync, rename).
+	PhaseFinalize Phase = "finalize"
+	// PhaseDone is reported once, when the whole conversion has finished.
+	PhaseDone Phase = "done"
+)
+
+// Event is one progress report. Events are values: a callback may keep them.
+type Event struct {
+	// Phase is the stage this event belongs to.
+	Phase Phase `json:"phase"`
+	// Layer is the zero-based index of the layer the event concerns, or -1 when it concerns none.
+	Layer int `json:"layer"`
+	// Layers is the number of layers in the image, or 0 when not yet known.
+	Layers int `json:"layers"`
+	// Digest is the layer's compressed digest, when the event concerns a layer.
+	Digest string `json:"digest,omitempty"`
+	// Done is the number of bytes processed so far in this phase for this layer.
+	Done int64 `json:"done"`
+	// Total is the number of bytes expected, or -1 when unknown.
+	Total int64 `json:"total"`
+	// BytesPerSec is the average speed of this phase for this layer so far.
+	BytesPerSec float64 `json:"bytes_per_sec"`
+	// Complete is true on the last event of a phase for a layer.
+	Complete bool `json:"complete,omitempty"`
+	// Elapsed is the time since this phase started for this layer.
+	Elapsed time.Duration `json:"elapsed_ns"`
+}
+
+// Func receives progress events. It is called synchronously from the goroutine doing the
+// work, so it must return quickly and must not block; nil means progress is off.
+type Func func(Event)
