@@ -1,0 +1,631 @@
+package layerapply
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/url"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/img2ext4/img2ext4/progress"
+	"github.com/img2ext4/img2ext4/whiteout"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Apply merges the layers of img, bottom first, into s. It returns the first error, wrapped
+// with the layer digest and entry name it concerns. Apply does not close s: the caller
+// finishes the sink (for example [Dir.Close]) once Apply has returned nil.
+func Apply(ctx context.Context, s Sink, img v1.Image, opts ...Option) error {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return err
+	}
+	layers := o.layers
+	if layers == nil {
+		if layers, err = img.Layers(); err != nil {
+			return fmt.Errorf("read image layers: %w", err)
+		}
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return fmt.Errorf("read image config: %w", err)
+	}
+	diffIDs := cf.RootFS.DiffIDs
+	if len(diffIDs) != len(layers) {
+		return fmt.Errorf("%w: image has %d layers but its config lists %d diff_ids", ErrInvalidEntry, len(layers), len(diffIDs))
+	}
+	a := &applier{
+		ctx:  ctx,
+		sink: s,
+		opts: o,
+		root: &node{typ: tar.TypeDir, layer: -1, upper: -1},
+		buf:  make([]byte, 256<<10),
+		hash: sha256.New(),
+	}
+	defer a.close()
+	for i, l := range layers {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := a.applyLayer(i, len(layers), l, diffIDs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applier holds the state of one Apply call.
+type applier struct {
+	ctx  context.Context
+	sink Sink
+	opts *options
+	root *node
+
+	layer   int    // index of the layer being applied
+	digest  string // its digest, for errors
+	cur     *tar.Header
+	pending []*tar.Header // hard links whose target had not appeared yet
+	entries int64
+	bytes   int64
+
+	buf  []byte
+	hash hash.Hash
+	gz   *gzip.Reader
+	zd   *zstd.Decoder
+	out  tar.Header // reused header handed to the sink
+}
+
+func (a *applier) close() {
+	if a.zd != nil {
+		a.zd.Close()
+	}
+}
+
+func (a *applier) applyLayer(idx, count int, l v1.Layer, diffID v1.Hash) (err error) {
+	a.layer = idx
+	a.digest = fmt.Sprintf("%d", idx)
+	if d, derr := l.Digest(); derr == nil {
+		a.digest = d.String()
+	}
+	size, serr := l.Size()
+	if serr != nil {
+		size = -1
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return fmt.Errorf("open layer %s: %w", a.digest, err)
+	}
+	defer func() {
+		if cerr := rc.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close layer %s: %w", a.digest, cerr)
+		}
+	}()
+	cr := &countingReader{r: rc, ctx: a.ctx, fn: a.opts.progress, ev: progress.Event{
+		Phase: progress.PhaseApply, Layer: idx, Layers: count, Digest: a.digest, Total: size,
+	}, start: time.Now()}
+	br := bufio.NewReaderSize(cr, 64<<10)
+	dec, err := a.decompress(br)
+	if err != nil {
+		return fmt.Errorf("decompress layer %s: %w", a.digest, err)
+	}
+	a.hash.Reset()
+	lr := &limitReader{r: dec, n: &a.bytes, max: a.opts.limits.Bytes}
+	tee := io.TeeReader(lr, a.hash)
+	tr := tar.NewReader(tee)
+	a.pending = a.pending[:0]
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if errors.Is(err, ErrLimit) || a.ctx.Err() != nil {
+				return fmt.Errorf("layer %s: %w", a.digest, err)
+			}
+			return fmt.Errorf("layer %s: read tar: %w", a.digest, err)
+		}
+		if err := a.entry(hdr, tr); err != nil {
+			return err
+		}
+	}
+	for _, h := range a.pending {
+		a.cur = h
+		if err := a.link(h, true); err != nil {
+			return a.entryErr("link", h.Name, err)
+		}
+	}
+	// Drain what follows the end-of-archive marker, so the whole stream is hashed.
+	if _, err := io.CopyBuffer(io.Discard, tee, a.buf); err != nil {
+		return fmt.Errorf("layer %s: read past end of tar: %w", a.digest, err)
+	}
+	// Drain the compressed stream too, so a verifying reader below sees EOF.
+	if _, err := io.CopyBuffer(io.Discard, br, a.buf); err != nil {
+		return fmt.Errorf("layer %s: %w", a.digest, err)
+	}
+	got := "sha256:" + hex.EncodeToString(a.hash.Sum(nil))
+	if diffID.String() != got {
+		return &DiffIDError{Layer: a.digest, Want: diffID.String(), Got: got}
+	}
+	cr.report(true)
+	return nil
+}
+
+var (
+	gzipMagic = []byte{0x1f, 0x8b}
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// decompress picks the decoder from the stream's first bytes, reusing decoders between
+// layers.
+func (a *applier) decompress(br *bufio.Reader) (io.Reader, error) {
+	head, _ := br.Peek(4)
+	switch {
+	case bytes.HasPrefix(head, gzipMagic):
+		if a.gz == nil {
+			gz, err := gzip.NewReader(br)
+			if err != nil {
+				return nil, err
+			}
+			a.gz = gz
+		} else if err := a.gz.Reset(br); err != nil {
+			return nil, err
+		}
+		return a.gz, nil
+	case bytes.HasPrefix(head, zstdMagic):
+		if a.zd == nil {
+			zd, err := zstd.NewReader(br, zstd.WithDecoderMaxMemory(1<<30))
+			if err != nil {
+				return nil, err
+			}
+			a.zd = zd
+		} else if err := a.zd.Reset(br); err != nil {
+			return nil, err
+		}
+		return a.zd, nil
+	}
+	return br, nil
+}
+
+func (a *applier) entryErr(op, name string, err error) error {
+	return &EntryError{Layer: a.digest, Name: name, Op: op, Err: err}
+}
+
+// entry applies one tar member.
+func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
+	switch hdr.Typeflag {
+	case tar.TypeXGlobalHeader:
+		return nil
+	case tar.TypeReg, tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
+	case '\x00', tar.TypeCont, tar.TypeGNUSparse:
+		hdr.Typeflag = tar.TypeReg
+	default:
+		return a.entryErr("apply", hdr.Name, fmt.Errorf("%w: unsupported tar type %q", ErrInvalidEntry, hdr.Typeflag))
+	}
+	a.entries++
+	if a.entries > a.opts.limits.Entries {
+		return a.entryErr("apply", hdr.Name, &LimitError{What: "entries", Limit: a.opts.limits.Entries})
+	}
+	if len(hdr.Name) > a.opts.limits.PathLen || len(hdr.Linkname) > a.opts.limits.PathLen {
+		return a.entryErr("apply", hdr.Name, &LimitError{What: "path length", Limit: int64(a.opts.limits.PathLen)})
+	}
+	name, err := cleanName(hdr.Name)
+	if err != nil {
+		return a.entryErr("apply", hdr.Name, err)
+	}
+	a.cur = hdr
+	switch k, target := whiteout.Classify(name); k {
+	case whiteout.Meta:
+		a.opts.logger.Debug("skip AUFS metadata", "layer", a.digest, "name", hdr.Name)
+		return nil
+	case whiteout.Invalid:
+		return a.entryErr("whiteout", hdr.Name, fmt.Errorf("%w: invalid whiteout name", ErrUnsafePath))
+	case whiteout.File:
+		if hdr.Typeflag == tar.TypeLink {
+			return a.entryErr("whiteout", hdr.Name, fmt.Errorf("%w: a whiteout cannot be a hard link", ErrInvalidEntry))
+		}
+		if err := a.whiteout(target); err != nil {
+			return a.entryErr("whiteout", hdr.Name, err)
+		}
+		return nil
+	case whiteout.Opaque:
+		if err := a.opaque(target); err != nil {
+			return a.entryErr("opaque", hdr.Name, err)
+		}
+		return nil
+	}
+	for _, elem := range strings.Split(name, "/") {
+		if len(elem) > 255 {
+			return a.entryErr("apply", hdr.Name, fmt.Errorf("%w: name element longer than 255 bytes", ErrInvalidEntry))
+		}
+	}
+	if hdr.Typeflag == tar.TypeLink {
+		if err := a.link(hdr, false); err != nil {
+			return a.entryErr("link", hdr.Name, err)
+		}
+		return nil
+	}
+	if err := a.create(name, hdr, body); err != nil {
+		return a.entryErr("apply", hdr.Name, err)
+	}
+	return nil
+}
+
+// header fills the reused sink header from hdr for the resolved name.
+func (a *applier) header(name string, hdr *tar.Header) (*tar.Header, error) {
+	a.out = tar.Header{
+		Typeflag:   hdr.Typeflag,
+		Name:       name,
+		Linkname:   hdr.Linkname,
+		Size:       hdr.Size,
+		Mode:       hdr.Mode & 0o7777,
+		Uid:        hdr.Uid,
+		Gid:        hdr.Gid,
+		Uname:      hdr.Uname,
+		Gname:      hdr.Gname,
+		ModTime:    hdr.ModTime,
+		AccessTime: hdr.AccessTime,
+		ChangeTime: hdr.ChangeTime,
+		Devmajor:   hdr.Devmajor,
+		Devminor:   hdr.Devminor,
+		Format:     tar.FormatPAX,
+	}
+	if a.out.Typeflag != tar.TypeReg {
+		a.out.Size = 0
+	}
+	x, err := a.xattrs(hdr)
+	if err != nil {
+		return nil, err
+	}
+	a.out.PAXRecords = x
+	return &a.out, nil
+}
+
+// xattrs collects the extended attributes of hdr from SCHILY.xattr and LIBARCHIVE.xattr
+// records into SCHILY.xattr keys, converting file capabilities to the v2 format.
+func (a *applier) xattrs(hdr *tar.Header) (map[string]string, error) {
+	var out map[string]string
+	total := 0
+	for k, v := range hdr.PAXRecords {
+		var name string
+		switch {
+		case strings.HasPrefix(k, XattrPrefix):
+			name = k[len(XattrPrefix):]
+		case strings.HasPrefix(k, "LIBARCHIVE.xattr."):
+			n, err := url.PathUnescape(k[len("LIBARCHIVE.xattr."):])
+			if err != nil {
+				return nil, fmt.Errorf("%w: bad LIBARCHIVE.xattr name %q", ErrInvalidEntry, k)
+			}
+			val, err := base64.StdEncoding.DecodeString(v)
+			if err != nil {
+				if val, err = base64.RawStdEncoding.DecodeString(v); err != nil {
+					return nil, fmt.Errorf("%w: bad LIBARCHIVE.xattr value for %q", ErrInvalidEntry, n)
+				}
+			}
+			name, v = n, string(val)
+		default:
+			continue
+		}
+		if name == "" || strings.IndexByte(name, 0) >= 0 {
+			return nil, fmt.Errorf("%w: bad xattr name %q", ErrInvalidEntry, name)
+		}
+		if name == "security.capability" {
+			v = capabilityV2(v)
+		}
+		total += len(name) + len(v)
+		if total > a.opts.limits.XattrBytes {
+			return nil, &LimitError{What: "xattr size", Limit: int64(a.opts.limits.XattrBytes)}
+		}
+		if out == nil {
+			out = make(map[string]string)
+		}
+		out[XattrPrefix+name] = v
+	}
+	return out, nil
+}
+
+// capabilityV2 turns a v3 (namespaced) file capability into the v2 form: the root ID of a
+// user namespace means nothing inside a filesystem image, and kernels reading the image
+// from another namespace would refuse it.
+func capabilityV2(v string) string {
+	const v3 = 0x03000000
+	if len(v) != 24 || binary.LittleEndian.Uint32([]byte(v[:4]))&0xff000000 != v3 {
+		return v
+	}
+	b := []byte(v[:20])
+	magic := binary.LittleEndian.Uint32(b[:4])
+	binary.LittleEndian.PutUint32(b[:4], 0x02000000|magic&0x00ffffff)
+	return string(b)
+}
+
+// mkdirImplicit creates a parent directory that the layer did not list.
+func (a *applier) mkdirImplicit(parent *node, name string) (*node, error) {
+	n := &node{name: name, typ: tar.TypeDir, layer: a.layer}
+	h := tar.Header{Typeflag: tar.TypeDir, Name: parent.join(name), Mode: 0o755, ModTime: a.cur.ModTime, Format: tar.FormatPAX}
+	if err := a.sink.Entry(&h, nil); err != nil {
+		return nil, err
+	}
+	parent.add(n)
+	n.markUpper(a.layer)
+	return n, nil
+}
+
+// parentOf resolves the directory part of name, creating missing directories.
+func (a *applier) parentOf(name string) (*node, string, error) {
+	dir, base := path.Split(name)
+	parent, err := resolveDir(a.root, strings.TrimSuffix(dir, "/"), true, a.mkdirImplicit)
+	if err != nil {
+		return nil, "", err
+	}
+	return parent, base, nil
+}
+
+// create applies a non-link entry.
+func (a *applier) create(name string, hdr *tar.Header, body io.Reader) error {
+	if name == "." {
+		if hdr.Typeflag != tar.TypeDir {
+			return fmt.Errorf("%w: the root must be a directory", ErrInvalidEntry)
+		}
+		h, err := a.header(".", hdr)
+		if err != nil {
+			return err
+		}
+		a.root.layer = a.layer
+		a.root.markUpper(a.layer)
+		return a.sink.Entry(h, nil)
+	}
+	parent, base, err := a.parentOf(name)
+	if err != nil {
+		return err
+	}
+	full := parent.join(base)
+	h, err := a.header(full, hdr)
+	if err != nil {
+		return err
+	}
+	if old := parent.children[base]; old != nil {
+		if old.isDir() && hdr.Typeflag == tar.TypeDir {
+			if err := a.sink.Entry(h, nil); err != nil {
+				return err
+			}
+			old.layer = a.layer
+			old.markUpper(a.layer)
+			return nil
+		}
+		if err := a.sink.Whiteout(full); err != nil {
+			return err
+		}
+		old.remove()
+	}
+	if hdr.Typeflag != tar.TypeReg {
+		body = nil
+	}
+	if err := a.sink.Entry(h, body); err != nil {
+		return err
+	}
+	n := &node{name: base, typ: hdr.Typeflag, layer: a.layer}
+	if hdr.Typeflag == tar.TypeSymlink {
+		n.target = hdr.Linkname
+	}
+	parent.add(n)
+	n.markUpper(a.layer)
+	return nil
+}
+
+// link applies a hard link. When its target has not appeared yet and final is false, the
+// link is kept for the end of the layer.
+func (a *applier) link(hdr *tar.Header, final bool) error {
+	name, err := cleanName(hdr.Name)
+	if err != nil {
+		return err
+	}
+	if name == "." {
+		return fmt.Errorf("%w: the root cannot be a hard link", ErrInvalidEntry)
+	}
+	lname, err := cleanName(hdr.Linkname)
+	if err != nil {
+		return err
+	}
+	if lname == "." {
+		return fmt.Errorf("%w: hard link to the root directory", ErrInvalidEntry)
+	}
+	ldir, lbase := path.Split(lname)
+	lparent, err := resolveDir(a.root, strings.TrimSuffix(ldir, "/"), true, nil)
+	if err != nil {
+		return fmt.Errorf("hard link target %q: %w", hdr.Linkname, err)
+	}
+	var target *node
+	if lparent != nil {
+		target = lparent.children[lbase]
+	}
+	if target == nil {
+		if !final {
+			h := *hdr
+			a.pending = append(a.pending, &h)
+			return nil
+		}
+		return fmt.Errorf("%w: hard link target %q does not exist", ErrInvalidEntry, hdr.Linkname)
+	}
+	if target.isDir() {
+		return fmt.Errorf("%w: hard link to directory %q", ErrInvalidEntry, hdr.Linkname)
+	}
+	parent, base, err := a.parentOf(name)
+	if err != nil {
+		return err
+	}
+	full := parent.join(base)
+	old := parent.children[base]
+	if old == target {
+		return nil // a link to itself changes nothing
+	}
+	h, err := a.header(full, hdr)
+	if err != nil {
+		return err
+	}
+	h.Linkname = target.path()
+	if old != nil {
+		if err := a.sink.Whiteout(full); err != nil {
+			return err
+		}
+		old.remove()
+	}
+	if err := a.sink.Entry(h, nil); err != nil {
+		return err
+	}
+	n := &node{name: base, typ: target.typ, target: target.target, layer: a.layer}
+	parent.add(n)
+	n.markUpper(a.layer)
+	return nil
+}
+
+// lookupNoFollow finds the node for a clean name without following any symbolic link.
+// A missing name, or a parent that is not a directory, gives (nil, nil).
+func (a *applier) lookupNoFollow(name string) (*node, error) {
+	if name == "." {
+		return a.root, nil
+	}
+	dir, base := path.Split(name)
+	parent, err := resolveDir(a.root, strings.TrimSuffix(dir, "/"), false, nil)
+	var nd *notDirError
+	switch {
+	case errors.As(err, &nd):
+		return nil, nil // a redundant whiteout below something that is no directory now
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", ErrUnsafePath, err)
+	case parent == nil:
+		return nil, nil
+	}
+	return parent.children[base], nil
+}
+
+// whiteout removes target and everything below it that lower layers wrote.
+func (a *applier) whiteout(target string) error {
+	n, err := a.lookupNoFollow(target)
+	if err != nil || n == nil {
+		return err
+	}
+	return a.removeLower(n)
+}
+
+// opaque hides the lower-layer children of dir.
+func (a *applier) opaque(dir string) error {
+	d, err := a.lookupNoFollow(dir)
+	if err != nil || d == nil {
+		return err
+	}
+	if d.typ == tar.TypeSymlink {
+		return fmt.Errorf("%w: opaque marker under symbolic link %q", ErrUnsafePath, d.path())
+	}
+	if !d.isDir() || len(d.children) == 0 {
+		return nil
+	}
+	upper := false
+	for _, c := range d.children {
+		if c.upper >= a.layer {
+			upper = true
+			break
+		}
+	}
+	if !upper {
+		if err := a.sink.Opaque(d.path()); err != nil {
+			return err
+		}
+		d.children = nil
+		return nil
+	}
+	return a.removeLowerChildren(d)
+}
+
+// removeLower removes n, or when this layer wrote n or something below it, the lower-layer
+// parts of n's subtree.
+func (a *applier) removeLower(n *node) error {
+	if n.upper < a.layer {
+		if err := a.sink.Whiteout(n.path()); err != nil {
+			return err
+		}
+		n.remove()
+		return nil
+	}
+	return a.removeLowerChildren(n)
+}
+
+func (a *applier) removeLowerChildren(d *node) error {
+	names := make([]string, 0, len(d.children))
+	for name := range d.children {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if err := a.removeLower(d.children[name]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// countingReader counts compressed bytes, reports progress and stops on cancellation.
+type countingReader struct {
+	r     io.Reader
+	ctx   context.Context
+	fn    progress.Func
+	ev    progress.Event
+	start time.Time
+	last  time.Time
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := c.r.Read(p)
+	c.ev.Done += int64(n)
+	if c.fn != nil {
+		if now := time.Now(); now.Sub(c.last) >= 100*time.Millisecond {
+			c.last = now
+			c.report(false)
+		}
+	}
+	return n, err
+}
+
+func (c *countingReader) report(complete bool) {
+	if c.fn == nil {
+		return
+	}
+	ev := c.ev
+	ev.Elapsed = time.Since(c.start)
+	if s := ev.Elapsed.Seconds(); s > 0 {
+		ev.BytesPerSec = float64(ev.Done) / s
+	}
+	ev.Complete = complete
+	c.fn(ev)
+}
+
+// limitReader fails once the shared count passes max.
+type limitReader struct {
+	r   io.Reader
+	n   *int64
+	max int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	*l.n += int64(n)
+	if *l.n > l.max {
+		return n, &LimitError{What: "uncompressed bytes", Limit: l.max}
+	}
+	return n, err
+}

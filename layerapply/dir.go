@@ -1,0 +1,369 @@
+package layerapply
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Dir is a [Sink] that writes a root filesystem into a directory on the host.
+//
+// Every operation goes through an [os.Root] opened on the destination, so no name can
+// reach outside it even if the directory is changed under the writer. Running as root,
+// Dir restores owners, device nodes, all extended attributes and times. As another user
+// it does the same minus what the kernel forbids (owners, device nodes, trusted.* and
+// security.* attributes) and counts what it skipped; see [Dir.Skipped]. Directory modes
+// and times are set at [Dir.Close], deepest first, so writing children neither fails on
+// a read-only directory nor disturbs a parent's time.
+type Dir struct {
+	dir    string
+	root   *os.Root
+	rootFD int
+	dirs   map[string]*tar.Header
+	skip   Skipped
+	err    error
+}
+
+// Skipped counts what a [Dir] could not restore without privileges.
+type Skipped struct {
+	// Owners is the number of entries whose owner could not be set.
+	Owners int
+	// Devices is the number of device nodes not created.
+	Devices int
+	// Xattrs is the number of extended attributes not set.
+	Xattrs int
+}
+
+// Zero reports whether nothing was skipped.
+func (s Skipped) Zero() bool { return s == Skipped{} }
+
+// String summarises what was skipped in one line.
+func (s Skipped) String() string {
+	return fmt.Sprintf("not root: skipped %d owners, %d device nodes, %d extended attributes", s.Owners, s.Devices, s.Xattrs)
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// NewDir returns a sink writing into dir, which is created if missing and must otherwise be
+// empty.
+func NewDir(dir string) (*Dir, error) {
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("create rootfs directory: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open rootfs directory: %w", err)
+	}
+	if len(entries) > 0 {
+		return nil, fmt.Errorf("rootfs directory %s is not empty", dir)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open rootfs directory: %w", err)
+	}
+	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("open rootfs directory %s: %w", dir, err)
+	}
+	return &Dir{dir: dir, root: root, rootFD: fd, dirs: make(map[string]*tar.Header)}, nil
+}
+
+// Skipped reports what was not restored for lack of privileges.
+func (d *Dir) Skipped() Skipped { return d.skip }
+
+func (d *Dir) fail(op, name string, err error) error {
+	e := &fs.PathError{Op: op, Path: filepath.Join(d.dir, name), Err: err}
+	if d.err == nil {
+		d.err = e
+	}
+	return e
+}
+
+// Entry implements [Sink].
+func (d *Dir) Entry(hdr *tar.Header, body io.Reader) error {
+	if d.err != nil {
+		return d.err
+	}
+	name := hdr.Name
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if name != "." {
+			if err := d.root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+				return d.fail("mkdir", name, err)
+			}
+		}
+		h := *hdr
+		d.dirs[name] = &h
+		return d.xattrs(name, hdr, false)
+	case tar.TypeReg:
+		return d.file(hdr, body)
+	case tar.TypeLink:
+		if err := d.root.Link(hdr.Linkname, name); err != nil {
+			return d.fail("link", name, err)
+		}
+		return nil
+	case tar.TypeSymlink:
+		if err := d.root.Symlink(hdr.Linkname, name); err != nil {
+			return d.fail("symlink", name, err)
+		}
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		mode := uint32(unix.S_IFIFO)
+		switch hdr.Typeflag {
+		case tar.TypeChar:
+			mode = unix.S_IFCHR
+		case tar.TypeBlock:
+			mode = unix.S_IFBLK
+		}
+		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
+		if err := unix.Mknodat(d.rootFD, name, mode|0o600, int(dev)); err != nil {
+			if errors.Is(err, unix.EPERM) && hdr.Typeflag != tar.TypeFifo {
+				d.skip.Devices++
+				return nil
+			}
+			return d.fail("mknod", name, err)
+		}
+	default:
+		return d.fail("create", name, fmt.Errorf("%w: type %q", ErrInvalidEntry, hdr.Typeflag))
+	}
+	if err := d.chown(name, hdr); err != nil {
+		return err
+	}
+	if hdr.Typeflag != tar.TypeSymlink {
+		if err := unix.Fchmodat(d.rootFD, name, uint32(hdr.Mode&0o7777), 0); err != nil {
+			return d.fail("chmod", name, err)
+		}
+	}
+	if err := d.xattrs(name, hdr, hdr.Typeflag == tar.TypeSymlink); err != nil {
+		return err
+	}
+	return d.times(name, hdr)
+}
+
+func (d *Dir) file(hdr *tar.Header, body io.Reader) error {
+	name := hdr.Name
+	f, err := d.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return d.fail("create", name, err)
+	}
+	bp := bufPool.Get().(*[]byte)
+	_, err = copySparse(f, io.LimitReader(body, hdr.Size), hdr.Size, *bp)
+	bufPool.Put(bp)
+	if err != nil {
+		f.Close()
+		return d.fail("write", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return d.fail("close", name, err)
+	}
+	if err := d.chown(name, hdr); err != nil {
+		return err
+	}
+	if err := unix.Fchmodat(d.rootFD, name, uint32(hdr.Mode&0o7777), 0); err != nil {
+		return d.fail("chmod", name, err)
+	}
+	if err := d.xattrs(name, hdr, false); err != nil {
+		return err
+	}
+	return d.times(name, hdr)
+}
+
+// copySparse copies size bytes from r to f, leaving holes where a whole buffer-aligned
+// 4 KiB block is zero, so sparse layer files stay sparse.
+func copySparse(f *os.File, r io.Reader, size int64, buf []byte) (int64, error) {
+	var off int64
+	for {
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			chunk := buf[:n]
+			for len(chunk) > 0 {
+				blk := chunk[:min(4096, len(chunk))]
+				if !isZero(blk) {
+					// write the run of non-zero blocks in one call
+					end := len(blk)
+					for end < len(chunk) {
+						next := chunk[end:min(end+4096, len(chunk))]
+						if isZero(next) {
+							break
+						}
+						end += len(next)
+					}
+					if _, werr := f.WriteAt(chunk[:end], off); werr != nil {
+						return off, werr
+					}
+					off += int64(end)
+					chunk = chunk[end:]
+					continue
+				}
+				off += int64(len(blk))
+				chunk = chunk[len(blk):]
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return off, err
+		}
+	}
+	if off != size {
+		return off, fmt.Errorf("body is %d bytes, header says %d: %w", off, size, io.ErrUnexpectedEOF)
+	}
+	return off, f.Truncate(size)
+}
+
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *Dir) chown(name string, hdr *tar.Header) error {
+	if err := unix.Fchownat(d.rootFD, name, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			if hdr.Uid != os.Getuid() || hdr.Gid != os.Getgid() {
+				d.skip.Owners++
+			}
+			return nil
+		}
+		return d.fail("chown", name, err)
+	}
+	return nil
+}
+
+func (d *Dir) times(name string, hdr *tar.Header) error {
+	at := hdr.AccessTime
+	if at.IsZero() {
+		at = hdr.ModTime
+	}
+	ts := []unix.Timespec{timespec(at), timespec(hdr.ModTime)}
+	if err := unix.UtimesNanoAt(d.rootFD, name, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return d.fail("chtimes", name, err)
+	}
+	return nil
+}
+
+func timespec(t time.Time) unix.Timespec {
+	if t.IsZero() {
+		return unix.Timespec{}
+	}
+	return unix.NsecToTimespec(t.UnixNano())
+}
+
+func (d *Dir) xattrs(name string, hdr *tar.Header, symlink bool) error {
+	if len(hdr.PAXRecords) == 0 {
+		return nil
+	}
+	p := filepath.Join(d.dir, name) // no symlink in its parents: Apply resolved them
+	return Xattrs(hdr, func(k, v string) error {
+		if symlink && strings.HasPrefix(k, "user.") {
+			d.skip.Xattrs++ // the kernel allows user.* only on files and directories
+			return nil
+		}
+		if err := unix.Lsetxattr(p, k, []byte(v), 0); err != nil {
+			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EACCES) {
+				d.skip.Xattrs++
+				return nil
+			}
+			return d.fail("setxattr "+k, name, err)
+		}
+		return nil
+	})
+}
+
+// Whiteout implements [Sink].
+func (d *Dir) Whiteout(name string) error {
+	if d.err != nil {
+		return d.err
+	}
+	if err := d.root.RemoveAll(name); err != nil {
+		return d.fail("remove", name, err)
+	}
+	return nil
+}
+
+// Opaque implements [Sink].
+func (d *Dir) Opaque(dir string) error {
+	if d.err != nil {
+		return d.err
+	}
+	f, err := d.root.Open(dir)
+	if err != nil {
+		return d.fail("open", dir, err)
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return d.fail("readdir", dir, err)
+	}
+	for _, n := range names {
+		if err := d.Whiteout(filepath.Join(dir, n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close sets the owners, modes and times of directories, deepest first, and releases the
+// destination. It returns the first error any call met.
+func (d *Dir) Close() error {
+	defer d.root.Close()
+	defer unix.Close(d.rootFD)
+	if d.err != nil {
+		return d.err
+	}
+	names := make([]string, 0, len(d.dirs))
+	for n := range d.dirs {
+		names = append(names, n)
+	}
+	depth := func(s string) int {
+		if s == "." {
+			return 0
+		}
+		return strings.Count(s, "/") + 1
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		if da, db := depth(a), depth(b); da != db {
+			return db - da
+		}
+		return strings.Compare(a, b)
+	})
+	for _, n := range names {
+		st, err := d.root.Lstat(n)
+		if err != nil || !st.IsDir() {
+			continue // removed or replaced by a later layer
+		}
+		h := d.dirs[n]
+		if err := d.chown(n, h); err != nil {
+			return err
+		}
+		if err := unix.Fchmodat(d.rootFD, n, uint32(h.Mode&0o7777), 0); err != nil {
+			return d.fail("chmod", n, err)
+		}
+		if err := d.times(n, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var _ Sink = (*Dir)(nil)

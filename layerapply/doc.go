@@ -1,0 +1,32 @@
+// Package layerapply merges the layers of a container image, in order, into a [Sink].
+//
+// [Apply] streams each layer once: it decompresses the blob (gzip, zstd or none, detected
+// from the stream), hashes the uncompressed bytes against the DiffID in the image config,
+// reads the tar and turns every member into a plain, safe operation on the sink. All layer
+// semantics live here, so every sink (a directory, a flattened tar, an ext4 image) merges
+// the same way:
+//
+//   - ".wh.NAME" removes NAME and everything below it from lower layers only; a whiteout
+//     never removes an entry written earlier in the same layer.
+//   - ".wh..wh..opq" hides every lower-layer child of its directory, wherever it stands in
+//     the layer's tar order; the directory itself stays.
+//   - AUFS bookkeeping (".wh..wh.plnk", ".wh..wh.aufs") is skipped; whiteout files never
+//     reach the sink.
+//   - A directory over a directory merges, the upper metadata winning; any other
+//     replacement removes the old entry first (file, directory and symlink swap freely).
+//   - Hard links follow inode identity. A link may name a file of an earlier layer, may give
+//     its target as an absolute path, and may come before its target in the tar.
+//   - Every path resolves inside the root with chroot semantics: symlinked parents
+//     (merged-usr "bin -> usr/bin", absolute targets) are followed inside the image, and
+//     ".." never climbs above the root.
+//
+// Apply refuses, with an [*EntryError] naming the layer and entry: names that escape the
+// root lexically, whiteouts that name "." or "..", whiteouts under a symbolic link, hard links
+// to directories or to missing targets, and input beyond the limits set by [WithLimits].
+// PAX global headers are ignored; GNU and PAX long names, sparse files, TypeRegA, and
+// SCHILY.xattr and LIBARCHIVE.xattr records are understood. A repeated entry for one path
+// replaces the earlier one.
+//
+// The sinks in this package are [NewDir], a root filesystem directory, and [NewTar], one
+// flattened, deterministic tar.
+package layerapply

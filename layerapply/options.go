@@ -1,0 +1,93 @@
+package layerapply
+
+import (
+	"errors"
+	"log/slog"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/img2ext4/img2ext4/progress"
+)
+
+// Limits caps what one image may make Apply do. A zero field means the default.
+type Limits struct {
+	// Entries is the most tar members over all layers. The default is 10,000,000.
+	Entries int64
+	// Bytes is the most uncompressed bytes over all layers. The default is 1 TiB.
+	Bytes int64
+	// PathLen is the longest entry name or link target in bytes. The default is 4096.
+	PathLen int
+	// XattrBytes is the most bytes of extended-attribute names and values on one entry.
+	// The default is 64 KiB.
+	XattrBytes int
+}
+
+type options struct {
+	limits   Limits
+	progress progress.Func
+	layers   []v1.Layer
+	logger   *slog.Logger
+}
+
+// Option configures [Apply].
+type Option func(*options) error
+
+func makeOptions(opts []Option) (*options, error) {
+	o := &options{
+		limits: Limits{Entries: 10_000_000, Bytes: 1 << 40, PathLen: 4096, XattrBytes: 64 << 10},
+		logger: slog.New(slog.DiscardHandler),
+	}
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// WithLimits sets the caps on the input. Zero fields keep their defaults; negative ones
+// are refused. The defaults are listed on [Limits].
+func WithLimits(l Limits) Option {
+	return func(o *options) error {
+		if l.Entries < 0 || l.Bytes < 0 || l.PathLen < 0 || l.XattrBytes < 0 {
+			return errors.New("layerapply: negative limit")
+		}
+		if l.Entries > 0 {
+			o.limits.Entries = l.Entries
+		}
+		if l.Bytes > 0 {
+			o.limits.Bytes = l.Bytes
+		}
+		if l.PathLen > 0 {
+			o.limits.PathLen = l.PathLen
+		}
+		if l.XattrBytes > 0 {
+			o.limits.XattrBytes = l.XattrBytes
+		}
+		return nil
+	}
+}
+
+// WithProgress reports apply progress (bytes of each compressed layer read) to fn. The
+// default is no reporting.
+func WithProgress(fn progress.Func) Option {
+	return func(o *options) error { o.progress = fn; return nil }
+}
+
+// WithLayers reads the layer blobs from layers instead of the image, for instance the
+// prefetched layers of an ocifetch.Prefetcher. They must be the image's layers, in order.
+// The default is img.Layers().
+func WithLayers(layers []v1.Layer) Option {
+	return func(o *options) error { o.layers = layers; return nil }
+}
+
+// WithLogger sends debug messages (skipped AUFS entries, ignored records) to l. The default
+// discards them.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return errors.New("layerapply: nil logger")
+		}
+		o.logger = l
+		return nil
+	}
+}

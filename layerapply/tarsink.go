@@ -1,0 +1,229 @@
+package layerapply
+
+import (
+	"archive/tar"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"strings"
+)
+
+// Tar is a [Sink] that writes the merged image as one flattened tar.
+//
+// Layers can delete what earlier layers wrote, so nothing is emitted until [Tar.Close]:
+// meanwhile Tar keeps each entry's header in memory and spools regular-file bodies to an
+// unlinked temporary file. Close writes the tree depth first with names in byte order, a
+// hard-linked file's first name carrying the body and the others linking to it, so the same
+// image always gives the same bytes. Times other than the modification time are dropped.
+type Tar struct {
+	w     io.Writer
+	spool *os.File
+	off   int64
+	root  *tarNode
+	err   error
+}
+
+type tarInode struct {
+	hdr   tar.Header
+	off   int64  // body offset in the spool
+	first string // name written first, set during Close
+}
+
+type tarNode struct {
+	ino      *tarInode
+	children map[string]*tarNode
+}
+
+// NewTar returns a sink that writes a flattened tar to w at Close. Bodies are spooled in
+// tmpDir ("" means the system default); the caller closes w.
+func NewTar(w io.Writer, tmpDir string) (*Tar, error) {
+	f, err := os.CreateTemp(tmpDir, "img2ext4-spool-*")
+	if err != nil {
+		return nil, fmt.Errorf("create tar spool: %w", err)
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("unlink tar spool: %w", err)
+	}
+	root := &tarNode{ino: &tarInode{hdr: tar.Header{Typeflag: tar.TypeDir, Mode: 0o755}}}
+	return &Tar{w: w, spool: f, root: root}, nil
+}
+
+func (t *Tar) lookup(name string) (parent *tarNode, base string, n *tarNode) {
+	if name == "." {
+		return nil, ".", t.root
+	}
+	dir, base := path.Split(name)
+	parent = t.root
+	if dir != "" {
+		for _, elem := range strings.Split(strings.TrimSuffix(dir, "/"), "/") {
+			if parent = parent.children[elem]; parent == nil {
+				return nil, base, nil
+			}
+		}
+	}
+	return parent, base, parent.children[base]
+}
+
+func (t *Tar) fail(op, name string, err error) error {
+	err = fmt.Errorf("tar %s %s: %w", op, name, err)
+	if t.err == nil {
+		t.err = err
+	}
+	return err
+}
+
+// Entry implements [Sink].
+func (t *Tar) Entry(hdr *tar.Header, body io.Reader) error {
+	if t.err != nil {
+		return t.err
+	}
+	parent, base, old := t.lookup(hdr.Name)
+	if hdr.Typeflag == tar.TypeDir && old != nil {
+		old.ino.hdr = copyHeader(hdr)
+		return nil
+	}
+	if parent == nil {
+		return t.fail("create", hdr.Name, fmt.Errorf("parent directory missing"))
+	}
+	n := &tarNode{}
+	switch hdr.Typeflag {
+	case tar.TypeLink:
+		_, _, target := t.lookup(hdr.Linkname)
+		if target == nil {
+			return t.fail("link", hdr.Name, fmt.Errorf("target %s missing", hdr.Linkname))
+		}
+		n.ino = target.ino
+	case tar.TypeReg:
+		n.ino = &tarInode{hdr: copyHeader(hdr), off: t.off}
+		if hdr.Size > 0 {
+			bp := bufPool.Get().(*[]byte)
+			w := io.NewOffsetWriter(t.spool, t.off)
+			c, err := io.CopyBuffer(w, io.LimitReader(body, hdr.Size), *bp)
+			bufPool.Put(bp)
+			if err != nil {
+				return t.fail("spool", hdr.Name, err)
+			}
+			if c != hdr.Size {
+				return t.fail("spool", hdr.Name, io.ErrUnexpectedEOF)
+			}
+			t.off += c
+		}
+	default:
+		n.ino = &tarInode{hdr: copyHeader(hdr)}
+	}
+	if parent.children == nil {
+		parent.children = make(map[string]*tarNode)
+	}
+	parent.children[base] = n
+	return nil
+}
+
+func copyHeader(hdr *tar.Header) tar.Header {
+	h := tar.Header{
+		Typeflag: hdr.Typeflag,
+		Linkname: hdr.Linkname,
+		Size:     hdr.Size,
+		Mode:     hdr.Mode,
+		Uid:      hdr.Uid,
+		Gid:      hdr.Gid,
+		Uname:    hdr.Uname,
+		Gname:    hdr.Gname,
+		ModTime:  hdr.ModTime,
+		Devmajor: hdr.Devmajor,
+		Devminor: hdr.Devminor,
+		Format:   tar.FormatPAX,
+	}
+	if len(hdr.PAXRecords) > 0 {
+		h.PAXRecords = make(map[string]string, len(hdr.PAXRecords))
+		for k, v := range hdr.PAXRecords {
+			h.PAXRecords[k] = v
+		}
+	}
+	return h
+}
+
+// Whiteout implements [Sink].
+func (t *Tar) Whiteout(name string) error {
+	if t.err != nil {
+		return t.err
+	}
+	parent, base, n := t.lookup(name)
+	if n == nil || parent == nil {
+		return t.fail("remove", name, fmt.Errorf("no such entry"))
+	}
+	delete(parent.children, base)
+	return nil
+}
+
+// Opaque implements [Sink].
+func (t *Tar) Opaque(dir string) error {
+	if t.err != nil {
+		return t.err
+	}
+	_, _, n := t.lookup(dir)
+	if n == nil {
+		return t.fail("opaque", dir, fmt.Errorf("no such directory"))
+	}
+	n.children = nil
+	return nil
+}
+
+// Close writes the flattened tar and releases the spool. It does not close the writer.
+func (t *Tar) Close() error {
+	defer t.spool.Close()
+	if t.err != nil {
+		return t.err
+	}
+	tw := tar.NewWriter(t.w)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	if err := t.write(tw, "", t.root, *bp); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("tar close: %w", err)
+	}
+	return nil
+}
+
+func (t *Tar) write(tw *tar.Writer, prefix string, dir *tarNode, buf []byte) error {
+	names := make([]string, 0, len(dir.children))
+	for n := range dir.children {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, base := range names {
+		n := dir.children[base]
+		name := prefix + base
+		h := n.ino.hdr
+		h.Name = name
+		switch {
+		case h.Typeflag == tar.TypeDir:
+			h.Name += "/"
+		case n.ino.first != "":
+			h = tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: n.ino.first,
+				ModTime: h.ModTime, Mode: h.Mode, Uid: h.Uid, Gid: h.Gid, Format: tar.FormatPAX}
+		default:
+			n.ino.first = name
+		}
+		if err := tw.WriteHeader(&h); err != nil {
+			return fmt.Errorf("tar write %s: %w", name, err)
+		}
+		if h.Typeflag == tar.TypeReg && h.Size > 0 {
+			if _, err := io.CopyBuffer(tw, io.NewSectionReader(t.spool, n.ino.off, h.Size), buf); err != nil {
+				return fmt.Errorf("tar write %s: %w", name, err)
+			}
+		}
+		if h.Typeflag == tar.TypeDir {
+			if err := t.write(tw, name+"/", n, buf); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+var _ Sink = (*Tar)(nil)

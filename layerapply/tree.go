@@ -1,0 +1,176 @@
+package layerapply
+
+import (
+	"archive/tar"
+	"fmt"
+	"path"
+	"strings"
+)
+
+// maxSymlinkHops bounds symbolic-link resolution, as the kernel's ELOOP does.
+const maxSymlinkHops = 40
+
+// node is the applier's view of one name in the merged tree: just enough to resolve paths
+// and to tell which layer wrote what. It carries no content and no metadata beyond that.
+type node struct {
+	name     string
+	parent   *node
+	typ      byte   // tar type flag: TypeDir, TypeSymlink, TypeReg, ...
+	target   string // symlink target
+	layer    int    // layer that last wrote this node
+	upper    int    // highest layer that wrote this node or anything below it
+	children map[string]*node
+}
+
+func (n *node) isDir() bool { return n.typ == tar.TypeDir }
+
+// path returns the node's clean name relative to the root ("." for the root).
+func (n *node) path() string {
+	if n.parent == nil {
+		return "."
+	}
+	if n.parent.parent == nil {
+		return n.name
+	}
+	var parts []string
+	for p := n; p.parent != nil; p = p.parent {
+		parts = append(parts, p.name)
+	}
+	var b strings.Builder
+	for i := len(parts) - 1; i >= 0; i-- {
+		b.WriteString(parts[i])
+		if i > 0 {
+			b.WriteByte('/')
+		}
+	}
+	return b.String()
+}
+
+// join returns the clean name of child base under the node.
+func (n *node) join(base string) string {
+	if n.parent == nil {
+		return base
+	}
+	return n.path() + "/" + base
+}
+
+func (n *node) markUpper(layer int) {
+	for p := n; p != nil && p.upper < layer; p = p.parent {
+		p.upper = layer
+	}
+}
+
+func (n *node) add(child *node) {
+	if n.children == nil {
+		n.children = make(map[string]*node)
+	}
+	child.parent = n
+	n.children[child.name] = child
+}
+
+func (n *node) remove() {
+	if n.parent != nil {
+		delete(n.parent.children, n.name)
+		n.parent = nil
+	}
+}
+
+// errNotDir is returned by resolveDir when a path element is not a directory.
+type notDirError struct{ path string }
+
+func (e *notDirError) Error() string { return fmt.Sprintf("%s is not a directory", e.path) }
+
+// errSymlinkParent is returned by resolveDir when symlinks are not allowed and one is met.
+type symlinkParentError struct{ path string }
+
+func (e *symlinkParentError) Error() string {
+	return fmt.Sprintf("%s is a symbolic link", e.path)
+}
+
+// resolveDir walks dir (a clean relative name) from root with chroot semantics: ".." at the
+// root stays at the root, and a symbolic link is followed inside the tree, an absolute
+// target starting again at the root. When follow is false a symbolic link is an error.
+// A missing element is reported as (nil, nil) unless mkdir is set, in which case mkdir is
+// called to create it and must return the new node.
+func resolveDir(root *node, dir string, follow bool, mkdir func(parent *node, name string) (*node, error)) (*node, error) {
+	if dir == "." || dir == "" {
+		return root, nil
+	}
+	cur := root
+	rest := dir
+	hops := 0
+	for rest != "" {
+		var elem string
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			elem, rest = rest[:i], rest[i+1:]
+		} else {
+			elem, rest = rest, ""
+		}
+		switch elem {
+		case "", ".":
+			continue
+		case "..":
+			if cur.parent != nil {
+				cur = cur.parent
+			}
+			continue
+		}
+		child := cur.children[elem]
+		if child == nil {
+			if mkdir == nil {
+				return nil, nil
+			}
+			var err error
+			if child, err = mkdir(cur, elem); err != nil {
+				return nil, err
+			}
+		}
+		switch {
+		case child.isDir():
+			cur = child
+		case child.typ == tar.TypeSymlink:
+			if !follow {
+				return nil, &symlinkParentError{child.path()}
+			}
+			hops++
+			if hops > maxSymlinkHops {
+				return nil, fmt.Errorf("%s: too many levels of symbolic links", dir)
+			}
+			t := child.target
+			if strings.HasPrefix(t, "/") {
+				cur = root
+				t = strings.TrimLeft(t, "/")
+			}
+			if rest == "" {
+				rest = t
+			} else if t != "" {
+				rest = t + "/" + rest
+			}
+		default:
+			return nil, &notDirError{child.path()}
+		}
+	}
+	return cur, nil
+}
+
+// cleanName turns a raw tar name into a clean relative name, or reports that it escapes the
+// root. Leading slashes and "./" are dropped, as tar does; a trailing slash is dropped.
+func cleanName(raw string) (string, error) {
+	if raw == "" {
+		return "", fmt.Errorf("%w: empty name", ErrInvalidEntry)
+	}
+	if strings.IndexByte(raw, 0) >= 0 {
+		return "", fmt.Errorf("%w: NUL byte in name", ErrInvalidEntry)
+	}
+	p := path.Clean("/" + raw)
+	// Clean("/"+x) never leaves the root, so compare with the lexical relative cleaning to
+	// tell whether raw tried to.
+	rel := path.Clean(strings.TrimLeft(raw, "/"))
+	if rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", fmt.Errorf("%w: %q climbs above the root", ErrUnsafePath, raw)
+	}
+	if p == "/" {
+		return ".", nil
+	}
+	return p[1:], nil
+}
