@@ -83,8 +83,9 @@ func WithInterval(d time.Duration) Option {
 }
 
 // WithWidth sets the width, in columns, that [ModeTTY] lines are truncated
-// to fit. Values of zero or less select the default: the width of the
-// terminal when the writer is one, else 80 columns.
+// to fit; the last column stays empty, so that no terminal wraps a line.
+// Values of zero or less select the default: the width of the terminal,
+// asked again at each redraw, when the writer is one, else 80 columns.
 func WithWidth(n int) Option {
 	return func(o *options) {
 		if n < 0 {
@@ -348,17 +349,24 @@ func (r *Renderer) frame() {
 	if r.hasResolve {
 		lines = append(lines, headerLine(r.resolve, r.nlayers))
 	}
-	rows := r.nlayers
-	for key := range r.layers {
-		rows = max(rows, key+1)
-	}
-	rows = min(rows, maxLayers)
-	for i := range rows {
+	// Layers the image is known to have get a row each, waiting or not;
+	// any others that reported (the count came late, or lied) follow.
+	for i := range r.nlayers {
 		if st := r.layers[i]; st != nil {
 			lines = append(lines, layerLine(st.ev))
 		} else {
 			lines = append(lines, waitingLine(i))
 		}
+	}
+	var extra []int
+	for key := range r.layers {
+		if key >= r.nlayers {
+			extra = append(extra, key)
+		}
+	}
+	slices.Sort(extra)
+	for _, key := range extra {
+		lines = append(lines, layerLine(r.layers[key].ev))
 	}
 	if st := r.layers[-1]; st != nil && st.ev.Phase != PhaseResolve {
 		lines = append(lines, footerLine(st.ev))

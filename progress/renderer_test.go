@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -483,5 +484,44 @@ func TestWriteErrorIsSticky(t *testing.T) {
 	}
 	if w.calls != 1 {
 		t.Errorf("writer called %d times after failing, want 1", w.calls)
+	}
+}
+
+func TestTTYStrayLayer(t *testing.T) {
+	h := newHarness(t, ModeTTY)
+	h.f(Event{Phase: PhaseDownload, Layer: 1_000_000, Layers: 1, Total: -1, Done: 5})
+	h.f(Event{Phase: PhaseApply, Layer: 3, Total: -1})
+	checkOutput(t, "frame", h.close(), ""+
+		"\r\x1b[2Klayer 1     : Waiting\n"+
+		"\r\x1b[2Klayer 4     : Applying    0 B\n"+
+		"\r\x1b[2Klayer 1000001: Downloading 5 B\n")
+}
+
+func TestTooManyLayers(t *testing.T) {
+	h := newHarness(t, ModePlain)
+	for i := range maxLayers + 10 {
+		h.f(Event{Phase: PhaseDownload, Layer: i, Total: -1})
+	}
+	out := h.close()
+	if got := strings.Count(out, "\n"); got != maxLayers {
+		t.Errorf("wrote %d lines, want one per tracked layer (%d)", got, maxLayers)
+	}
+}
+
+func BenchmarkFunc(b *testing.B) {
+	for _, mode := range []Mode{ModeTTY, ModePlain, ModeJSON} {
+		b.Run(mode.String(), func(b *testing.B) {
+			r := NewRenderer(io.Discard, mode)
+			defer r.Close()
+			f := r.Func()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				var i int64
+				for pb.Next() {
+					f(Event{Phase: PhaseDownload, Layer: int(i % 4), Layers: 4, Digest: digest0, Done: i, Total: 1 << 30})
+					i++
+				}
+			})
+		})
 	}
 }
