@@ -21,8 +21,9 @@ const (
 	// ModePlain writes one line per phase start and completion of each layer,
 	// and at most one line every two seconds per layer in between.
 	ModePlain
-	// ModeJSON writes each event as one JSON object per line, coalesced to at
-	// most ten lines a second per layer plus every phase change and completion.
+	// ModeJSON writes each event as one JSON object per line, encoded with the
+	// field tags of [Event], coalesced to at most ten lines a second per layer
+	// plus every phase change and completion.
 	ModeJSON
 	// ModeNone writes nothing.
 	ModeNone
