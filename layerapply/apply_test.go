@@ -4,7 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -98,6 +100,9 @@ func tarShort(t *testing.T, b []byte) []string {
 			e.Type = 'f'
 			c, _ := io.ReadAll(tr)
 			e.Content = string(c)
+			if len(c) > 256 {
+				e.Content = fmt.Sprintf("sha256:%x", sha256.Sum256(c))
+			}
 		case tar.TypeSymlink:
 			e.Type, e.Content = 'l', h.Linkname
 		case tar.TypeLink:

@@ -42,7 +42,10 @@ func Owner(uid, gid int) Opt { return func(h *tar.Header) { h.Uid, h.Gid = uid, 
 
 // Mtime sets the modification time (and the access time to the same instant).
 func Mtime(t time.Time) Opt {
-	return func(h *tar.Header) { h.ModTime, h.AccessTime = t, t }
+	return func(h *tar.Header) {
+		h.ModTime, h.AccessTime = t, t
+		h.Format = tar.FormatPAX // the only format that keeps nanoseconds and pre-1970 times
+	}
 }
 
 // Xattr adds an extended attribute as a SCHILY.xattr PAX record.
