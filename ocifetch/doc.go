@@ -1,0 +1,37 @@
+// Package ocifetch resolves a container image reference to a single-platform
+// [v1.Image] and downloads its layer blobs, verifying every byte it hands out.
+//
+// [Image] understands skopeo-style references:
+//
+//   - a registry reference: "alpine", "docker.io/library/alpine:3.20",
+//     "host:5000/repo@sha256:…", optionally prefixed with "docker://"; an
+//     "http://host:port/repo:tag" prefix selects a plain-HTTP registry;
+//   - "oci:DIR[:TAG]", an OCI image layout directory;
+//   - "oci-archive:FILE[:TAG]", a tar of an OCI image layout;
+//   - "docker-archive:FILE[:REF]", the output of "docker save", in both the
+//     legacy manifest.json form and the newer OCI-layout form.
+//
+// An image index is resolved to the manifest matching the wanted platform
+// ([WithPlatform]); a single-platform image whose config names another
+// platform is refused unless [WithAllowPlatformMismatch] is set. Docker schema 1
+// manifests are refused with [ErrSchema1], and artifacts whose config or layers
+// have unknown media types with [ErrUnsupportedMediaType].
+//
+// Registry access uses plain HTTP only for loopback hosts, for references
+// written with "http://", or with [WithInsecure]. Credentials come from
+// [WithBasicAuth], [WithKeychain] or, by default, podman's auth.json
+// (REGISTRY_AUTH_FILE, then ${XDG_RUNTIME_DIR}/containers/auth.json, then
+// ${XDG_CONFIG_HOME}/containers/auth.json) followed by the Docker config
+// (DOCKER_CONFIG, ~/.docker/config.json and its credential helpers).
+// Passwords and tokens never appear in errors.
+//
+// Every blob is checked against the size and digest its descriptor states
+// while it is read: a mismatch gives a [*DigestError] or a [*SizeError] at the
+// end of the stream, so readers must read to EOF and check the error.
+// [Prefetch] downloads all layer blobs of an image in parallel to temporary
+// files, reporting [progress.PhaseDownload] events, and hands the layers back
+// in order for the caller to apply one after the other.
+//
+// The package stops at compressed blobs: decompressing and applying layers is
+// the job of package layerapply.
+package ocifetch

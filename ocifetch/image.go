@@ -1,0 +1,318 @@
+package ocifetch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/img2ext4/img2ext4/progress"
+)
+
+// source reads the documents and blobs of one image source.
+type source interface {
+	// manifest returns the verified content of the manifest or index desc names.
+	manifest(ctx context.Context, desc v1.Descriptor) ([]byte, error)
+	// openBlob opens the blob desc names; the caller verifies and closes it.
+	openBlob(ctx context.Context, desc v1.Descriptor) (io.ReadCloser, error)
+}
+
+// Image resolves ref to a single-platform image. ref is a registry
+// reference or one of the local forms described in the package
+// documentation. The manifest and config are fetched and verified before
+// Image returns; layer blobs are read only when a layer's Compressed or
+// Uncompressed method is called, and each is verified against its digest and
+// size as it is read. ctx bounds those later reads too. An index is resolved
+// to the entry matching [WithPlatform]; see [PlatformError].
+func Image(ctx context.Context, ref string, opts ...Option) (v1.Image, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	r, err := parseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	img, err := resolveImage(ctx, r, o)
+	if err != nil {
+		return nil, fmt.Errorf("resolve image %s: %w", r, err)
+	}
+	if o.progress != nil {
+		o.progress(progress.Event{
+			Phase:    progress.PhaseResolve,
+			Layer:    -1,
+			Layers:   len(img.layers),
+			Digest:   img.digest.String(),
+			Total:    -1,
+			Complete: true,
+			Elapsed:  time.Since(start),
+		})
+	}
+	return img, nil
+}
+
+func resolveImage(ctx context.Context, r reference, o *options) (*image, error) {
+	switch r.transport {
+	case transportRegistry:
+		src, err := newRegistrySource(ctx, r, o)
+		if err != nil {
+			return nil, err
+		}
+		raw, mt, err := src.root(ctx, r.ref)
+		if err != nil {
+			return nil, err
+		}
+		return resolve(ctx, src, raw, mt, o, 0)
+	case transportOCI:
+		src := &layoutSource{fs: dirFS(r.path), name: r.path}
+		return src.resolve(ctx, r.tag, o)
+	case transportOCIArchive:
+		fsys, err := indexTar(r.path)
+		if err != nil {
+			return nil, err
+		}
+		src := &layoutSource{fs: fsys, name: r.path}
+		return src.resolve(ctx, r.tag, o)
+	case transportDockerArchive:
+		return resolveDockerArchive(ctx, r.path, r.tag, o)
+	}
+	return nil, fmt.Errorf("%w: %s", ErrUnsupportedTransport, r.transport)
+}
+
+// resolve turns a manifest or index into an image, choosing the platform
+// from indexes; depth counts nested indexes.
+func resolve(ctx context.Context, src source, raw []byte, declared types.MediaType, o *options, depth int) (*image, error) {
+	kind, mt, err := classify(raw, declared)
+	if err != nil {
+		return nil, err
+	}
+	if kind == kindManifest {
+		return newImage(ctx, src, raw, mt, o, depth == 0)
+	}
+	if depth >= maxIndexDepth {
+		return nil, fmt.Errorf("%w: indexes nested deeper than %d", ErrLimit, maxIndexDepth)
+	}
+	var idx v1.IndexManifest
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		return nil, fmt.Errorf("parse index: %w", err)
+	}
+	desc, checkConfig, err := choosePlatform(idx.Manifests, o.platform)
+	if err != nil {
+		return nil, err
+	}
+	child, err := src.manifest(ctx, desc)
+	if err != nil {
+		return nil, fmt.Errorf("fetch manifest %s: %w", desc.Digest, err)
+	}
+	img, err := resolve(ctx, src, child, desc.MediaType, o, depth+1)
+	if err != nil {
+		return nil, err
+	}
+	if checkConfig {
+		if err := checkPlatform(img.config, o); err != nil {
+			return nil, err
+		}
+	}
+	return img, nil
+}
+
+// choosePlatform picks the index entry that best matches want. An index
+// holding a single entry without a platform gives that entry, to be checked
+// against its config (checkConfig).
+func choosePlatform(descs []v1.Descriptor, want v1.Platform) (desc v1.Descriptor, checkConfig bool, err error) {
+	best, bestScore := -1, -1.0
+	var offered []v1.Platform
+	for i, d := range descs {
+		if d.Platform == nil {
+			continue
+		}
+		if isAttestation(d.Platform) {
+			continue
+		}
+		offered = append(offered, *d.Platform)
+		if s := platformScore(want, *d.Platform); s > bestScore {
+			best, bestScore = i, s
+		}
+	}
+	if best >= 0 && bestScore >= 0 {
+		return descs[best], false, nil
+	}
+	if len(descs) == 1 && descs[0].Platform == nil {
+		return descs[0], true, nil
+	}
+	return v1.Descriptor{}, false, &PlatformError{Want: want, Offered: offered, Index: true}
+}
+
+// checkPlatform refuses an image whose config names a platform other than
+// the wanted one, unless allowed. A config without OS and architecture passes.
+func checkPlatform(cfg *v1.ConfigFile, o *options) error {
+	if o.allowMismatch || cfg.OS == "" || cfg.Architecture == "" {
+		return nil
+	}
+	have := v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant, OSVersion: cfg.OSVersion}
+	if platformScore(o.platform, have) < 0 {
+		return &PlatformError{Want: o.platform, Offered: []v1.Platform{have}}
+	}
+	return nil
+}
+
+// newImage parses a manifest, fetches and checks its config, and checks the
+// platform of a top-level manifest.
+func newImage(ctx context.Context, src source, raw []byte, mt types.MediaType, o *options, topLevel bool) (*image, error) {
+	var m v1.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("parse manifest: %w", err)
+	}
+	if !isConfigType(m.Config.MediaType) {
+		return nil, fmt.Errorf("%w: config media type %q: not a container image", ErrUnsupportedMediaType, m.Config.MediaType)
+	}
+	for _, l := range m.Layers {
+		if !isLayerType(l.MediaType) {
+			return nil, fmt.Errorf("%w: layer %s has media type %q", ErrUnsupportedMediaType, l.Digest, l.MediaType)
+		}
+		if l.Size < 0 {
+			return nil, fmt.Errorf("ocifetch: layer %s has negative size", l.Digest)
+		}
+	}
+	rc, err := src.openBlob(ctx, m.Config)
+	if err != nil {
+		return nil, fmt.Errorf("fetch config %s: %w", m.Config.Digest, err)
+	}
+	rawConfig, err := readVerified(rc, m.Config, maxConfigSize)
+	rc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("fetch config %s: %w", m.Config.Digest, err)
+	}
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(rawConfig))
+	if err != nil {
+		return nil, fmt.Errorf("parse config %s: %w", m.Config.Digest, err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, fmt.Errorf("ocifetch: manifest lists %d layers but config %s lists %d diff_ids", len(m.Layers), m.Config.Digest, len(cfg.RootFS.DiffIDs))
+	}
+	if topLevel {
+		if err := checkPlatform(cfg, o); err != nil {
+			return nil, err
+		}
+	}
+	img := &image{
+		ctx:         ctx,
+		src:         src,
+		rawManifest: raw,
+		manifest:    &m,
+		mediaType:   mt,
+		digest:      sha256Of(raw),
+		rawConfig:   rawConfig,
+		config:      cfg,
+	}
+	for i, d := range m.Layers {
+		img.layers = append(img.layers, &layer{img: img, desc: d, diffID: cfg.RootFS.DiffIDs[i]})
+	}
+	return img, nil
+}
+
+// image is a resolved single-platform image whose blobs come from a source.
+type image struct {
+	ctx         context.Context
+	src         source
+	rawManifest []byte
+	manifest    *v1.Manifest
+	mediaType   types.MediaType
+	digest      v1.Hash
+	rawConfig   []byte
+	config      *v1.ConfigFile
+	layers      []*layer
+}
+
+var _ v1.Image = (*image)(nil)
+
+func (i *image) Layers() ([]v1.Layer, error) {
+	ls := make([]v1.Layer, len(i.layers))
+	for n, l := range i.layers {
+		ls[n] = l
+	}
+	return ls, nil
+}
+
+func (i *image) MediaType() (types.MediaType, error) { return i.mediaType, nil }
+func (i *image) Size() (int64, error)                { return int64(len(i.rawManifest)), nil }
+func (i *image) ConfigName() (v1.Hash, error)        { return i.manifest.Config.Digest, nil }
+func (i *image) ConfigFile() (*v1.ConfigFile, error) { return i.config.DeepCopy(), nil }
+func (i *image) RawConfigFile() ([]byte, error)      { return bytes.Clone(i.rawConfig), nil }
+func (i *image) Digest() (v1.Hash, error)            { return i.digest, nil }
+func (i *image) Manifest() (*v1.Manifest, error)     { return i.manifest.DeepCopy(), nil }
+func (i *image) RawManifest() ([]byte, error)        { return bytes.Clone(i.rawManifest), nil }
+
+func (i *image) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	for _, l := range i.layers {
+		if l.desc.Digest == h {
+			return l, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: layer %s in image %s", ErrNotFound, h, i.digest)
+}
+
+func (i *image) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
+	for _, l := range i.layers {
+		if l.diffID == h {
+			return l, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: layer with diff_id %s in image %s", ErrNotFound, h, i.digest)
+}
+
+// layer is one layer of an image; its blob is verified as it is read.
+type layer struct {
+	img    *image
+	desc   v1.Descriptor
+	diffID v1.Hash
+}
+
+var _ v1.Layer = (*layer)(nil)
+
+func (l *layer) Digest() (v1.Hash, error)            { return l.desc.Digest, nil }
+func (l *layer) DiffID() (v1.Hash, error)            { return l.diffID, nil }
+func (l *layer) Size() (int64, error)                { return l.desc.Size, nil }
+func (l *layer) MediaType() (types.MediaType, error) { return l.desc.MediaType, nil }
+
+// Compressed opens the verified blob stream.
+func (l *layer) Compressed() (io.ReadCloser, error) {
+	rc, err := l.openRaw(l.img.ctx)
+	if err != nil {
+		return nil, err
+	}
+	return verify(rc, l.desc)
+}
+
+// Uncompressed decompresses the verified blob stream.
+func (l *layer) Uncompressed() (io.ReadCloser, error) {
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	return decompress(rc)
+}
+
+// openRaw opens the unverified blob under ctx; [Prefetch] uses it to tie the
+// download to its own context and verifies the bytes itself.
+func (l *layer) openRaw(ctx context.Context) (io.ReadCloser, error) {
+	rc, err := l.img.src.openBlob(ctx, l.desc)
+	if err != nil {
+		return nil, fmt.Errorf("fetch layer %s: %w", l.desc.Digest, err)
+	}
+	return rc, nil
+}
+
+// rawOpener is implemented by layers of this package that can open their
+// unverified blob under a given context.
+type rawOpener interface {
+	openRaw(ctx context.Context) (io.ReadCloser, error)
+}
+
+var _ rawOpener = (*layer)(nil)

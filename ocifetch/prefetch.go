@@ -1,0 +1,348 @@
+package ocifetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/img2ext4/img2ext4/progress"
+)
+
+// progressInterval is the minimum time between two download events of one layer.
+const progressInterval = 100 * time.Millisecond
+
+// Prefetcher downloads the layer blobs of an image in parallel to temporary
+// files. Create one with [Prefetch], take its layers with [Prefetcher.Layers]
+// and apply them in order, then call [Prefetcher.Close]. Its methods are safe
+// for concurrent use.
+type Prefetcher struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	dir    string
+	layers []*prefetchLayer
+	done   chan struct{} // closed when all downloads have ended
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	rmErr     error
+}
+
+// Prefetch starts downloading every layer blob of img, at most [WithJobs] at
+// a time and in layer order, into a new temporary directory under
+// [WithTempDir]. Each blob is checked against its layer's digest and size as
+// it is written. Download progress goes to [WithProgress]. Prefetch returns
+// as soon as the downloads have started; ctx bounds them and the waits in the
+// layers' Compressed methods. The first failing download cancels the others.
+// The caller must call [Prefetcher.Close].
+//
+// Layers of images from [Image] are downloaded under ctx; other layers are
+// read through their Compressed method.
+func Prefetch(ctx context.Context, img v1.Image, opts ...Option) (*Prefetcher, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("prefetch: list layers: %w", err)
+	}
+	dir, err := os.MkdirTemp(o.tempDir, "ocifetch-")
+	if err != nil {
+		return nil, fmt.Errorf("prefetch: create temp dir: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	p := &Prefetcher{
+		ctx:    ctx,
+		cancel: cancel,
+		dir:    dir,
+		done:   make(chan struct{}),
+	}
+	rep := &reporter{fn: o.progress}
+	for i, l := range layers {
+		pl := &prefetchLayer{Layer: l, p: p, index: i, path: filepath.Join(dir, "layer-"+strconv.Itoa(i)), ready: make(chan struct{})}
+		var err error
+		if pl.desc.Digest, err = l.Digest(); err == nil {
+			if pl.desc.Size, err = l.Size(); err == nil {
+				pl.desc.MediaType, err = l.MediaType()
+			}
+		}
+		if err != nil {
+			cancel()
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("prefetch: describe layer %d: %w", i, err)
+		}
+		p.layers = append(p.layers, pl)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.jobs)
+	go func() {
+		defer close(p.done)
+		for _, pl := range p.layers {
+			if gctx.Err() != nil {
+				pl.finish(gctx)
+				continue
+			}
+			g.Go(func() error {
+				err := pl.download(gctx, rep, len(p.layers))
+				pl.finish(gctx)
+				return err
+			})
+		}
+		g.Wait()
+	}()
+	return p, nil
+}
+
+// Layers returns the image's layers in order. Each layer's Compressed method
+// waits until its blob is downloaded and verified, then reads the temporary
+// file; it returns the download's error, or the context's if it ends first.
+// Uncompressed decompresses gzip and zstd blobs. Readers must be closed; they
+// stay readable after [Prefetcher.Close] only on systems that let open files
+// be removed.
+func (p *Prefetcher) Layers() []v1.Layer {
+	ls := make([]v1.Layer, len(p.layers))
+	for i, l := range p.layers {
+		ls[i] = l
+	}
+	return ls
+}
+
+// Close stops the downloads still running, waits for them to end, and
+// removes the temporary files. It may be called more than once; later calls
+// return the first call's result.
+func (p *Prefetcher) Close() error {
+	p.closeOnce.Do(func() {
+		p.closed.Store(true)
+		p.cancel()
+		<-p.done
+		if err := os.RemoveAll(p.dir); err != nil {
+			p.rmErr = fmt.Errorf("prefetch: remove temp dir: %w", err)
+		}
+	})
+	return p.rmErr
+}
+
+// prefetchLayer is a layer whose blob is, or is being, downloaded to path.
+type prefetchLayer struct {
+	v1.Layer // Digest, DiffID, Size and MediaType come from the source layer
+	p        *Prefetcher
+	index    int
+	desc     v1.Descriptor
+	path     string
+
+	ready chan struct{} // closed when err is final
+	once  sync.Once
+	err   error
+}
+
+var _ v1.Layer = (*prefetchLayer)(nil)
+
+// finish marks the download as ended; a layer that never completed gets the
+// cause of the cancellation as its error.
+func (l *prefetchLayer) finish(gctx context.Context) {
+	l.once.Do(func() {
+		if l.err == nil {
+			if _, statErr := os.Stat(l.path); statErr != nil {
+				cause := context.Cause(gctx)
+				if cause == nil {
+					cause = statErr
+				}
+				l.err = fmt.Errorf("fetch layer %s: %w", l.desc.Digest, cause)
+			}
+		}
+		close(l.ready)
+	})
+}
+
+// download copies the verified blob to the layer's temporary file. The file
+// only appears under its final name once complete.
+func (l *prefetchLayer) download(ctx context.Context, rep *reporter, layers int) (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("fetch layer %s: %w", l.desc.Digest, err)
+			l.err = err
+		}
+	}()
+	var rc io.ReadCloser
+	if ro, ok := l.Layer.(rawOpener); ok {
+		rc, err = ro.openRaw(ctx)
+	} else {
+		rc, err = l.Layer.Compressed()
+	}
+	if err != nil {
+		return err
+	}
+	// A foreign reader may ignore ctx: closing it on cancellation unblocks it.
+	stop := context.AfterFunc(ctx, func() { rc.Close() })
+	defer func() {
+		if stop() {
+			rc.Close()
+		}
+	}()
+	vr, err := verify(rc, l.desc)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(l.p.dir, "partial-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	pw := &progressWriter{w: f, rep: rep, ev: progress.Event{
+		Phase: progress.PhaseDownload, Layer: l.index, Layers: layers,
+		Digest: l.desc.Digest.String(), Total: l.desc.Size,
+	}, start: time.Now()}
+	buf := make([]byte, 256<<10)
+	if _, err = io.CopyBuffer(pw, ctxReader{ctx: ctx, r: vr}, buf); err != nil {
+		if ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(f.Name(), l.path); err != nil {
+		return err
+	}
+	pw.final()
+	return nil
+}
+
+// wait blocks until the download ended or the prefetcher's context is done.
+func (l *prefetchLayer) wait() error {
+	select {
+	case <-l.ready:
+	case <-l.p.ctx.Done():
+		select {
+		case <-l.ready:
+		default:
+			return fmt.Errorf("fetch layer %s: %w", l.desc.Digest, context.Cause(l.p.ctx))
+		}
+	}
+	if l.err != nil {
+		return l.err
+	}
+	if l.p.closed.Load() {
+		return fmt.Errorf("fetch layer %s: %w", l.desc.Digest, ErrClosed)
+	}
+	return nil
+}
+
+// Compressed waits for the download, then opens the verified temporary file.
+func (l *prefetchLayer) Compressed() (io.ReadCloser, error) {
+	if err := l.wait(); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(l.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("fetch layer %s: %w", l.desc.Digest, ErrClosed)
+	}
+	return f, err
+}
+
+// Uncompressed waits for the download, then decompresses the temporary file.
+func (l *prefetchLayer) Uncompressed() (io.ReadCloser, error) {
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	return decompress(rc)
+}
+
+// Digest returns the layer's compressed digest.
+func (l *prefetchLayer) Digest() (v1.Hash, error) { return l.desc.Digest, nil }
+
+// Size returns the layer's compressed size.
+func (l *prefetchLayer) Size() (int64, error) { return l.desc.Size, nil }
+
+// MediaType returns the layer's media type.
+func (l *prefetchLayer) MediaType() (types.MediaType, error) { return l.desc.MediaType, nil }
+
+// ctxReader fails reads once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(b)
+}
+
+// reporter serialises progress callbacks. Intermediate events are dropped
+// while another call runs, so downloads never wait on a slow callback; final
+// events wait their turn.
+type reporter struct {
+	mu sync.Mutex
+	fn progress.Func
+}
+
+func (r *reporter) report(ev progress.Event, final bool) {
+	if r.fn == nil {
+		return
+	}
+	if final {
+		r.mu.Lock()
+	} else if !r.mu.TryLock() {
+		return
+	}
+	defer r.mu.Unlock()
+	r.fn(ev)
+}
+
+// progressWriter counts bytes written and reports them at most every
+// progressInterval.
+type progressWriter struct {
+	w     io.Writer
+	rep   *reporter
+	ev    progress.Event
+	start time.Time
+	last  time.Time
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.ev.Done += int64(n)
+	if p.rep.fn != nil {
+		if now := time.Now(); now.Sub(p.last) >= progressInterval {
+			p.last = now
+			p.rep.report(p.event(now), false)
+		}
+	}
+	return n, err
+}
+
+func (p *progressWriter) event(now time.Time) progress.Event {
+	ev := p.ev
+	ev.Elapsed = now.Sub(p.start)
+	if s := ev.Elapsed.Seconds(); s > 0 {
+		ev.BytesPerSec = float64(ev.Done) / s
+	}
+	return ev
+}
+
+func (p *progressWriter) final() {
+	ev := p.event(time.Now())
+	ev.Complete = true
+	p.rep.report(ev, true)
+}
