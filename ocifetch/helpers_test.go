@@ -209,3 +209,8 @@ func tarFiles(t *testing.T, file string, names []string, contents map[string][]b
 }
 
 var ctxBG = context.Background()
+
+// remoteWriteIndex pushes an index to a parsed registry reference.
+func remoteWriteIndex(r reference, idx v1.ImageIndex) error {
+	return remote.WriteIndex(r.ref, idx)
+}

@@ -15,11 +15,33 @@ import (
 
 // DefaultKeychain returns the keychain used when neither [WithKeychain] nor
 // [WithBasicAuth] is given: podman's auth.json (see [AuthFileKeychain])
-// followed by go-containerregistry's [authn.DefaultKeychain], which reads the
-// Docker config (DOCKER_CONFIG or ~/.docker/config.json, with credential
-// helpers). Files are read at each lookup.
+// followed by the Docker config (~/.docker/config.json or
+// $DOCKER_CONFIG/config.json, with credential helpers) as go-containerregistry's
+// [authn.DefaultKeychain] reads it. Files are read at each lookup.
 func DefaultKeychain() authn.Keychain {
-	return authn.NewMultiKeychain(AuthFileKeychain(""), authn.DefaultKeychain)
+	return authn.NewMultiKeychain(AuthFileKeychain(""), dockerKeychain{})
+}
+
+// dockerKeychain consults [authn.DefaultKeychain] only when a Docker config
+// file exists: without one, that keychain falls back to podman's auth.json by
+// registry name alone, which would bypass the per-namespace matching of
+// [AuthFileKeychain].
+type dockerKeychain struct{}
+
+func (dockerKeychain) Resolve(target authn.Resource) (authn.Authenticator, error) {
+	var candidates []string
+	if d := os.Getenv("DOCKER_CONFIG"); d != "" {
+		candidates = append(candidates, filepath.Join(d, "config.json"))
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		candidates = append(candidates, filepath.Join(home, ".docker", "config.json"))
+	}
+	for _, f := range candidates {
+		if fi, err := os.Stat(f); err == nil && fi.Mode().IsRegular() {
+			return authn.DefaultKeychain.Resolve(target)
+		}
+	}
+	return authn.Anonymous, nil
 }
 
 // AuthFileKeychain returns a keychain reading the containers-auth.json
