@@ -202,19 +202,12 @@ func differentialCases() []differentialCase {
 	return []differentialCase{
 		{name: "rich image", layers: differentialLayers()},
 		{
-			// The dir sink adds the upper directory's xattrs to the lower ones instead of
-			// replacing them, as the Sink contract says ("the entry's metadata replaces the
-			// old metadata"). umoci and the tar sink keep only the upper set: -umoci +ours
-			//   - a d 0755 0:0 ... xattrs=[user.b="3"]
-			//   + a d 0755 0:0 ... xattrs=[user.a="1" user.b="3"]
-			//   - b d 0755 0:0 ... xattrs=[]
-			//   + b d 0755 0:0 ... xattrs=[user.x="1"]
+			// An upper directory's xattrs replace the lower ones (a dir-sink bug once kept both).
 			name: "directory over directory replaces its xattrs",
 			layers: layers(
 				[]E{tartest.Dir("a", tartest.Xattr("user.a", "1"), tartest.Xattr("user.b", "2")), tartest.Dir("b", tartest.Xattr("user.x", "1"))},
 				[]E{tartest.Dir("a", tartest.Xattr("user.b", "3")), tartest.Dir("b", at(1))},
 			),
-			skip: "layerapply bug: Dir sink keeps lower-layer xattrs of a directory re-declared by an upper layer",
 		},
 	}
 }

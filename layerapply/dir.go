@@ -32,6 +32,7 @@ type Dir struct {
 	dirs   map[string]*tar.Header
 	skip   Skipped
 	err    error
+	closed bool
 }
 
 // Skipped counts what a [Dir] could not restore without privileges.
@@ -76,7 +77,9 @@ func NewDir(dir string) (*Dir, error) {
 		root.Close()
 		return nil, fmt.Errorf("open rootfs directory %s: %w", dir, err)
 	}
-	return &Dir{dir: dir, root: root, rootFD: fd, dirs: make(map[string]*tar.Header)}, nil
+	// The root gets the usual 0755 root:root unless a layer says otherwise.
+	dirs := map[string]*tar.Header{".": {Typeflag: tar.TypeDir, Name: ".", Mode: 0o755}}
+	return &Dir{dir: dir, root: root, rootFD: fd, dirs: dirs}, nil
 }
 
 // Skipped reports what was not restored for lack of privileges.
@@ -98,9 +101,18 @@ func (d *Dir) Entry(hdr *tar.Header, body io.Reader) error {
 	name := hdr.Name
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if name != "." {
-			if err := d.root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		exists := name == "."
+		if !exists {
+			err := d.root.Mkdir(name, 0o700)
+			exists = errors.Is(err, fs.ErrExist)
+			if err != nil && !exists {
 				return d.fail("mkdir", name, err)
+			}
+		}
+		if exists {
+			// The upper directory's metadata replaces the lower one's, xattrs included.
+			if err := d.clearXattrs(name); err != nil {
+				return err
 			}
 		}
 		h := *hdr
@@ -251,6 +263,9 @@ func (d *Dir) chown(name string, hdr *tar.Header) error {
 }
 
 func (d *Dir) times(name string, hdr *tar.Header) error {
+	if hdr.ModTime.IsZero() {
+		return nil // no time given: keep the one the kernel set
+	}
 	at := hdr.AccessTime
 	if at.IsZero() {
 		at = hdr.ModTime
@@ -290,6 +305,28 @@ func (d *Dir) xattrs(name string, hdr *tar.Header, symlink bool) error {
 	})
 }
 
+// clearXattrs removes every extended attribute of the directory name.
+func (d *Dir) clearXattrs(name string) error {
+	p := filepath.Join(d.dir, name)
+	buf := make([]byte, 64<<10)
+	n, err := unix.Llistxattr(p, buf)
+	if err != nil {
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil
+		}
+		return d.fail("listxattr", name, err)
+	}
+	for _, k := range strings.Split(string(buf[:n]), "\x00") {
+		if k == "" {
+			continue
+		}
+		if err := unix.Lremovexattr(p, k); err != nil && !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.ENODATA) {
+			return d.fail("removexattr "+k, name, err)
+		}
+	}
+	return nil
+}
+
 // Whiteout implements [Sink].
 func (d *Dir) Whiteout(name string) error {
 	if d.err != nil {
@@ -324,8 +361,12 @@ func (d *Dir) Opaque(dir string) error {
 }
 
 // Close sets the owners, modes and times of directories, deepest first, and releases the
-// destination. It returns the first error any call met.
+// destination. It returns the first error any call met. Calling it again does nothing.
 func (d *Dir) Close() error {
+	if d.closed {
+		return d.err
+	}
+	d.closed = true
 	defer d.root.Close()
 	defer unix.Close(d.rootFD)
 	if d.err != nil {
@@ -364,6 +405,17 @@ func (d *Dir) Close() error {
 		}
 	}
 	return nil
+}
+
+// Abort releases the destination without finishing directory metadata, after a failed
+// Apply. The partly written tree stays for the caller to remove.
+func (d *Dir) Abort() error {
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	unix.Close(d.rootFD)
+	return d.root.Close()
 }
 
 var _ Sink = (*Dir)(nil)

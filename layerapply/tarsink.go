@@ -18,11 +18,15 @@ import (
 // hard-linked file's first name carrying the body and the others linking to it, so the same
 // image always gives the same bytes. Times other than the modification time are dropped.
 type Tar struct {
-	w     io.Writer
-	spool *os.File
-	off   int64
-	root  *tarNode
-	err   error
+	w      io.Writer
+	spool  *os.File
+	off    int64
+	root   *tarNode
+	err    error
+	closed bool
+	// rootSet records that a layer gave the root directory's metadata, which Close then
+	// writes as "./"; otherwise the tar has no entry for the root, as docker export does.
+	rootSet bool
 }
 
 type tarInode struct {
@@ -83,6 +87,9 @@ func (t *Tar) Entry(hdr *tar.Header, body io.Reader) error {
 	parent, base, old := t.lookup(hdr.Name)
 	if hdr.Typeflag == tar.TypeDir && old != nil {
 		old.ino.hdr = copyHeader(hdr)
+		if old == t.root {
+			t.rootSet = true
+		}
 		return nil
 	}
 	if parent == nil {
@@ -172,7 +179,12 @@ func (t *Tar) Opaque(dir string) error {
 }
 
 // Close writes the flattened tar and releases the spool. It does not close the writer.
+// Calling it again does nothing.
 func (t *Tar) Close() error {
+	if t.closed {
+		return t.err
+	}
+	t.closed = true
 	defer t.spool.Close()
 	if t.err != nil {
 		return t.err
@@ -180,6 +192,13 @@ func (t *Tar) Close() error {
 	tw := tar.NewWriter(t.w)
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
+	if t.rootSet {
+		h := t.root.ino.hdr
+		h.Name = "./"
+		if err := tw.WriteHeader(&h); err != nil {
+			return fmt.Errorf("tar write ./: %w", err)
+		}
+	}
 	if err := t.write(tw, "", t.root, *bp); err != nil {
 		return err
 	}
@@ -224,6 +243,15 @@ func (t *Tar) write(tw *tar.Writer, prefix string, dir *tarNode, buf []byte) err
 		}
 	}
 	return nil
+}
+
+// Abort releases the spool without writing anything, after a failed Apply.
+func (t *Tar) Abort() error {
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+	return t.spool.Close()
 }
 
 var _ Sink = (*Tar)(nil)

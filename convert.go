@@ -1,0 +1,308 @@
+package img2ext4
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/img2ext4/img2ext4/layerapply"
+	"github.com/img2ext4/img2ext4/ocifetch"
+	"github.com/img2ext4/img2ext4/progress"
+)
+
+// Format is the kind of output [Convert] writes.
+type Format string
+
+const (
+	// FormatDir writes a root filesystem directory.
+	FormatDir Format = "dir"
+	// FormatTar writes one flattened, deterministic tar.
+	FormatTar Format = "tar"
+)
+
+// ParseFormat returns the Format named s.
+func ParseFormat(s string) (Format, error) {
+	switch Format(s) {
+	case FormatDir, FormatTar:
+		return Format(s), nil
+	}
+	return "", fmt.Errorf("img2ext4: unknown format %q (want dir or tar)", s)
+}
+
+// Result describes a finished conversion.
+type Result struct {
+	// Digest is the digest of the image manifest that was converted.
+	Digest v1.Hash
+	// Platform is the platform in the image config.
+	Platform v1.Platform
+	// Layers is the number of layers applied.
+	Layers int
+	// Skipped counts what a directory output could not restore without root privileges.
+	Skipped layerapply.Skipped
+}
+
+type options struct {
+	format   Format
+	fetch    []ocifetch.Option
+	progress progress.Func
+	logger   *slog.Logger
+	tmpDir   string
+	limits   *layerapply.Limits
+}
+
+// Option configures [Convert].
+type Option func(*options) error
+
+func makeOptions(opts []Option) (*options, error) {
+	o := &options{format: FormatDir, logger: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// WithFormat selects the output format. The default is [FormatDir].
+func WithFormat(f Format) Option {
+	return func(o *options) error {
+		if _, err := ParseFormat(string(f)); err != nil {
+			return err
+		}
+		o.format = f
+		return nil
+	}
+}
+
+// WithFetchOptions passes options to [ocifetch.Image] and [ocifetch.Prefetch]: platform,
+// credentials, TLS, parallel jobs. The default is none.
+func WithFetchOptions(opts ...ocifetch.Option) Option {
+	return func(o *options) error { o.fetch = append(o.fetch, opts...); return nil }
+}
+
+// WithProgress reports every phase (resolve, download, apply, finalize, done) to fn. The
+// callback must not block. The default is no reporting.
+func WithProgress(fn progress.Func) Option {
+	return func(o *options) error { o.progress = fn; return nil }
+}
+
+// WithLogger sends debug messages to l. The default discards them.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return errors.New("img2ext4: nil logger")
+		}
+		o.logger = l
+		return nil
+	}
+}
+
+// WithTempDir puts downloaded blobs and the tar spool in dir. The default is the system's
+// temporary directory. (The output itself is always built beside its destination.)
+func WithTempDir(dir string) Option {
+	return func(o *options) error { o.tmpDir = dir; return nil }
+}
+
+// WithLimits caps what the image may make the merge do; see [layerapply.Limits]. The
+// default is layerapply's.
+func WithLimits(l layerapply.Limits) Option {
+	return func(o *options) error { o.limits = &l; return nil }
+}
+
+func (o *options) report(ev progress.Event) {
+	if o.progress != nil {
+		o.progress(ev)
+	}
+}
+
+// Convert resolves ref and writes its merged root filesystem to out in the chosen format.
+// out must not exist for [FormatDir] (or be an empty directory); an existing file is replaced
+// for [FormatTar]. On any error, or when ctx is cancelled, nothing new is left at out.
+func Convert(ctx context.Context, ref, out string, opts ...Option) (res *Result, err error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if out == "" {
+		return nil, errors.New("img2ext4: empty output path")
+	}
+	switch o.format {
+	case FormatDir:
+		return convertDir(ctx, ref, out, o)
+	default:
+		return convertTarFile(ctx, ref, out, o)
+	}
+}
+
+// ConvertTar resolves ref and writes its merged root filesystem as one flattened tar to w.
+// It does not close w.
+func ConvertTar(ctx context.Context, ref string, w io.Writer, opts ...Option) (*Result, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	var sink *layerapply.Tar
+	res, err := run(ctx, ref, o, func() (layerapply.Sink, error) {
+		s, err := layerapply.NewTar(w, o.tmpDir)
+		sink = s
+		return s, err
+	}, func() error { return sink.Close() })
+	return res, err
+}
+
+func convertTarFile(ctx context.Context, ref, out string, o *options) (*Result, error) {
+	if st, err := os.Stat(out); err == nil && st.IsDir() {
+		return nil, fmt.Errorf("write tar %s: is a directory", out)
+	}
+	f, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".img2ext4-*")
+	if err != nil {
+		return nil, fmt.Errorf("write tar %s: %w", out, err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	var sink *layerapply.Tar
+	res, err := run(ctx, ref, o, func() (layerapply.Sink, error) {
+		s, err := layerapply.NewTar(f, o.tmpDir)
+		sink = s
+		return s, err
+	}, func() error {
+		if err := sink.Close(); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		return f.Close()
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return nil, fmt.Errorf("write tar %s: %w", out, err)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return nil, fmt.Errorf("write tar %s: %w", out, err)
+	}
+	ok = true
+	return res, nil
+}
+
+func convertDir(ctx context.Context, ref, out string, o *options) (*Result, error) {
+	if entries, err := os.ReadDir(out); err == nil && len(entries) > 0 {
+		return nil, fmt.Errorf("write rootfs %s: directory exists and is not empty", out)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("write rootfs %s: %w", out, err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".img2ext4-*")
+	if err != nil {
+		return nil, fmt.Errorf("write rootfs %s: %w", out, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			removeAll(tmp)
+		}
+	}()
+	var sink *layerapply.Dir
+	res, err := run(ctx, ref, o, func() (layerapply.Sink, error) {
+		s, err := layerapply.NewDir(tmp)
+		sink = s
+		return s, err
+	}, func() error { return sink.Close() })
+	if err != nil {
+		return nil, err
+	}
+	res.Skipped = sink.Skipped()
+	// os.Rename replaces an empty directory at out, or creates out.
+	if err := os.Rename(tmp, out); err != nil {
+		return nil, fmt.Errorf("write rootfs %s: %w", out, err)
+	}
+	ok = true
+	return res, nil
+}
+
+// removeAll removes a partly written tree even where layers made directories read-only.
+func removeAll(dir string) {
+	if os.RemoveAll(dir) == nil {
+		return
+	}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	os.RemoveAll(dir)
+}
+
+// run does the shared part of every conversion: resolve, prefetch, apply, finish.
+func run(ctx context.Context, ref string, o *options, newSink func() (layerapply.Sink, error), finish func() error) (*Result, error) {
+	start := time.Now()
+	o.report(progress.Event{Phase: progress.PhaseResolve, Layer: -1, Total: -1})
+	fetchOpts := append([]ocifetch.Option{}, o.fetch...)
+	if o.progress != nil {
+		fetchOpts = append(fetchOpts, ocifetch.WithProgress(o.progress))
+	}
+	if o.tmpDir != "" {
+		fetchOpts = append(fetchOpts, ocifetch.WithTempDir(o.tmpDir))
+	}
+	img, err := ocifetch.Image(ctx, ref, fetchOpts...)
+	if err != nil {
+		return nil, err
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("image digest: %w", err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("image config: %w", err)
+	}
+	o.report(progress.Event{Phase: progress.PhaseResolve, Layer: -1, Layers: len(cf.RootFS.DiffIDs), Total: -1, Complete: true, Elapsed: time.Since(start)})
+	pf, err := ocifetch.Prefetch(ctx, img, fetchOpts...)
+	if err != nil {
+		return nil, err
+	}
+	defer pf.Close()
+	sink, err := newSink()
+	if err != nil {
+		return nil, err
+	}
+	applyOpts := []layerapply.Option{layerapply.WithLayers(pf.Layers()), layerapply.WithLogger(o.logger)}
+	if o.progress != nil {
+		applyOpts = append(applyOpts, layerapply.WithProgress(o.progress))
+	}
+	if o.limits != nil {
+		applyOpts = append(applyOpts, layerapply.WithLimits(*o.limits))
+	}
+	if err := layerapply.Apply(ctx, sink, img, applyOpts...); err != nil {
+		if a, ok := sink.(interface{ Abort() error }); ok {
+			a.Abort() // release the sink; its output is discarded
+		}
+		return nil, fmt.Errorf("apply %s: %w", ref, err)
+	}
+	fin := time.Now()
+	o.report(progress.Event{Phase: progress.PhaseFinalize, Layer: -1, Layers: len(pf.Layers()), Total: -1})
+	if err := finish(); err != nil {
+		return nil, fmt.Errorf("finish output: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	o.report(progress.Event{Phase: progress.PhaseFinalize, Layer: -1, Layers: len(pf.Layers()), Total: -1, Complete: true, Elapsed: time.Since(fin)})
+	o.report(progress.Event{Phase: progress.PhaseDone, Layer: -1, Layers: len(pf.Layers()), Total: -1, Complete: true, Elapsed: time.Since(start)})
+	return &Result{Digest: digest, Platform: v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}, Layers: len(pf.Layers())}, nil
+}

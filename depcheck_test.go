@@ -1,0 +1,48 @@
+package img2ext4_test
+
+import (
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestLibraryImports keeps the libraries free of the CLI's concerns: no package outside
+// cmd/ imports cmd/, pflag or os/exec (tests may use os/exec to run oracles).
+func TestLibraryImports(t *testing.T) {
+	forbidden := []string{"github.com/img2ext4/img2ext4/cmd", "github.com/spf13/pflag", "os/exec"}
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p == "cmd" || p == "bench" || p == "testdata" || strings.HasPrefix(d.Name(), ".") && p != "." {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, p, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		for _, imp := range f.Imports {
+			path, _ := strconv.Unquote(imp.Path.Value)
+			for _, bad := range forbidden {
+				if path == bad || strings.HasPrefix(path, bad+"/") {
+					t.Errorf("%s imports %s", p, path)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
