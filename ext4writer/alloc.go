@@ -1,0 +1,149 @@
+package ext4writer
+
+import "slices"
+
+// run is a physical block range.
+type run struct{ start, n uint64 }
+
+// allocator hands out blocks: first from runs freed by Remove (lowest
+// address first), then from a cursor that moves upwards and jumps over the
+// superblock and group descriptor backups of sparse_super groups, sized
+// for the maximum image size.
+type allocator struct {
+	cursor    uint64
+	free      []run // sorted, non-adjacent
+	limit     uint64
+	maxGroups uint64
+	gdtRes    uint64 // group descriptor blocks per copy reserved for maxGroups
+}
+
+func newAllocator(limitBlocks uint64, descSize uint64) allocator {
+	g := (limitBlocks + blocksPerGroup - 1) / blocksPerGroup
+	a := allocator{limit: limitBlocks, maxGroups: g, gdtRes: (g*descSize + blockSize - 1) / blockSize}
+	a.cursor = 1 + a.gdtRes
+	return a
+}
+
+func (a *allocator) clone() allocator {
+	c := *a
+	c.free = slices.Clone(a.free)
+	return c
+}
+
+// hasBackup reports whether group g holds a superblock copy under sparse_super.
+func hasBackup(g uint64) bool {
+	if g <= 1 {
+		return true
+	}
+	for _, p := range [...]uint64{3, 5, 7} {
+		x := g
+		for x%p == 0 {
+			x /= p
+		}
+		if x == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// nextBackup returns the smallest backup group > g.
+func nextBackup(g uint64) uint64 {
+	best := ^uint64(0)
+	for _, p := range [...]uint64{3, 5, 7} {
+		x := uint64(1)
+		for x <= g {
+			x *= p
+		}
+		best = min(best, x)
+	}
+	if g == 0 {
+		return 1
+	}
+	return best
+}
+
+// skipEnd returns the first block at or after b outside a reserved backup region.
+func (a *allocator) skipEnd(b uint64) uint64 {
+	g := b / blocksPerGroup
+	if hasBackup(g) {
+		if end := g*blocksPerGroup + 1 + a.gdtRes; b < end {
+			return end
+		}
+	}
+	return b
+}
+
+// alloc returns up to n contiguous blocks.
+func (a *allocator) alloc(n uint64) (start, cnt uint64, ok bool) {
+	if len(a.free) > 0 {
+		r := &a.free[0]
+		start, cnt = r.start, min(n, r.n)
+		r.start += cnt
+		r.n -= cnt
+		if r.n == 0 {
+			a.free = a.free[1:]
+		}
+		return start, cnt, true
+	}
+	c := a.skipEnd(a.cursor)
+	next := nextBackup(c/blocksPerGroup) * blocksPerGroup
+	cnt = min(n, next-c)
+	if c+cnt > a.limit {
+		if c >= a.limit {
+			return 0, 0, false
+		}
+		cnt = a.limit - c
+	}
+	a.cursor = c + cnt
+	return c, cnt, true
+}
+
+// allocRuns allocates n blocks as one or more runs.
+func (a *allocator) allocRuns(n uint64, dst []run) ([]run, bool) {
+	for n > 0 {
+		s, c, ok := a.alloc(n)
+		if !ok {
+			return dst, false
+		}
+		if k := len(dst); k > 0 && dst[k-1].start+dst[k-1].n == s {
+			dst[k-1].n += c
+		} else {
+			dst = append(dst, run{s, c})
+		}
+		n -= c
+	}
+	return dst, true
+}
+
+// release returns a run to the free list.
+func (a *allocator) release(r run) {
+	if r.n == 0 {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(a.free, r.start, func(x run, s uint64) int {
+		switch {
+		case x.start < s:
+			return -1
+		case x.start > s:
+			return 1
+		}
+		return 0
+	})
+	a.free = slices.Insert(a.free, i, r)
+	// merge with next, then previous
+	if i+1 < len(a.free) && a.free[i].start+a.free[i].n == a.free[i+1].start {
+		a.free[i].n += a.free[i+1].n
+		a.free = slices.Delete(a.free, i+1, i+2)
+	}
+	if i > 0 && a.free[i-1].start+a.free[i-1].n == a.free[i].start {
+		a.free[i-1].n += a.free[i].n
+		a.free = slices.Delete(a.free, i, i+1)
+		i--
+	}
+	// give back the top of the cursor
+	if i == len(a.free)-1 && a.free[i].start+a.free[i].n == a.cursor {
+		a.cursor = a.free[i].start
+		a.free = a.free[:i]
+	}
+}

@@ -1,0 +1,742 @@
+package ext4writer
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"slices"
+	"strings"
+
+	"github.com/img2ext4/img2ext4/ext4writer/internal/disk"
+)
+
+var le = binary.LittleEndian
+
+// layout is the result of planning the metadata at Close.
+type layout struct {
+	blocks    uint64 // image size in blocks
+	groups    uint64
+	ipg       uint32
+	gdtBlocks uint64
+	bb, ib    []uint64 // per-group bitmap blocks
+	it        []uint64 // per-group inode table start
+	alloc     allocator
+	journal   *inode
+	inodes    []*inode // by inode number (index 0 unused)
+	largeDir  bool
+}
+
+func ceilDiv(a, b uint64) uint64 { return (a + b - 1) / b }
+
+func treeBlocks(n int) int {
+	if n <= 4 {
+		return 0
+	}
+	c := (n + disk.ExtentsPerBlock - 1) / disk.ExtentsPerBlock
+	total := c
+	for c > 4 {
+		c = (c + disk.ExtentsPerBlock - 1) / disk.ExtentsPerBlock
+		total += c
+	}
+	return total
+}
+
+// number assigns inode numbers: the root is 2, lost+found 11, then each
+// directory's children in name order before descending into them.
+func (w *Writer) number() []*inode {
+	inodes := make([]*inode, 11, 11+w.ninodes)
+	inodes[disk.RootIno] = w.root
+	w.root.ino = disk.RootIno
+	seen := func(in *inode) bool { return in.ino != 0 && int(in.ino) < len(inodes) && inodes[in.ino] == in }
+	if lf := w.root.dir.children["lost+found"]; lf != nil && lf.dir != nil {
+		lf.ino = disk.FirstIno
+		inodes = append(inodes, lf)
+	}
+	var walk func(d *inode)
+	walk = func(d *inode) {
+		names := make([]string, 0, len(d.dir.children))
+		for n := range d.dir.children {
+			names = append(names, n)
+		}
+		slices.SortFunc(names, strings.Compare)
+		for _, n := range names {
+			c := d.dir.children[n]
+			if !seen(c) {
+				c.ino = uint32(len(inodes))
+				inodes = append(inodes, c)
+			}
+		}
+		for _, n := range names {
+			if c := d.dir.children[n]; c.dir != nil {
+				walk(c)
+			}
+		}
+	}
+	walk(w.root)
+	return inodes
+}
+
+// plan lays out all metadata for the given geometry.
+func (w *Writer) plan(inodes []*inode, groups uint64, ipg uint32, jblocks uint64) (*layout, error) {
+	l := &layout{groups: groups, ipg: ipg, alloc: w.alloc.clone(), inodes: inodes}
+	a := &l.alloc
+	descSize := uint64(64)
+	if w.o.legacy {
+		descSize = 32
+	}
+	l.gdtBlocks = ceilDiv(groups*descSize, blockSize)
+	fail := func() error {
+		return &SizeError{Op: "close", Limit: int64(a.limit) * blockSize}
+	}
+	take := func(n uint64) ([]uint64, error) {
+		runs, ok := a.allocRuns(n, nil)
+		if !ok {
+			return nil, fail()
+		}
+		out := make([]uint64, 0, n)
+		for _, r := range runs {
+			for i := range r.n {
+				out = append(out, r.start+i)
+			}
+		}
+		return out, nil
+	}
+	if jblocks > 0 {
+		j := &inode{mode: disk.SIFREG | 0o600, nlink: 1, size: int64(jblocks) * blockSize, ino: disk.JournalIno}
+		runs, ok := a.allocRuns(jblocks, nil)
+		if !ok {
+			return nil, fail()
+		}
+		var lb uint64
+		for _, r := range runs {
+			j.addExtent(lb, r.start, r.n)
+			lb += r.n
+		}
+		l.journal = j
+		if err := l.allocTree(j, take); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	if l.bb, err = take(groups); err != nil {
+		return nil, err
+	}
+	if l.ib, err = take(groups); err != nil {
+		return nil, err
+	}
+	itb := uint64(ipg) * disk.InodeSize / blockSize
+	l.it = make([]uint64, groups)
+	for g := range groups {
+		runs, ok := a.allocRuns(itb, nil)
+		if !ok {
+			return nil, fail()
+		}
+		if len(runs) != 1 {
+			// an inode table must be contiguous: give back and retry from the cursor
+			for _, r := range runs {
+				a.release(r)
+			}
+			free := a.free
+			a.free = nil
+			runs, ok = a.allocRuns(itb, nil)
+			a.free = free
+			if !ok {
+				return nil, fail()
+			}
+			if len(runs) != 1 {
+				c := a.skipEnd(runs[len(runs)-1].start)
+				for _, r := range runs {
+					a.release(r)
+				}
+				a.free, free = nil, a.free
+				a.cursor = max(a.cursor, c)
+				runs, ok = a.allocRuns(itb, nil)
+				a.free = free
+				if !ok || len(runs) != 1 {
+					return nil, fail()
+				}
+			}
+		}
+		l.it[g] = runs[0].start
+	}
+	g := w.dirGeom()
+	for _, in := range inodes {
+		if in == nil {
+			continue
+		}
+		if in.dir != nil {
+			minBlocks := 1
+			if in.ino == disk.FirstIno {
+				minBlocks = 4
+			}
+			if in.dir.layout == nil {
+				d, err := w.layoutDir(in, g, minBlocks)
+				if err != nil {
+					return nil, err
+				}
+				in.dir.layout = d
+			}
+			if in.dir.layout.levels > 1 {
+				l.largeDir = true
+			}
+			runs, ok := a.allocRuns(in.dir.layout.nblocks, nil)
+			if !ok {
+				return nil, fail()
+			}
+			in.ext = in.ext[:0]
+			var lb uint64
+			for _, r := range runs {
+				in.addExtent(lb, r.start, r.n)
+				lb += r.n
+			}
+		}
+		if err := l.allocTree(in, take); err != nil {
+			return nil, err
+		}
+		in.xblk = 0
+		in.xnext = len(in.xattrs)
+		if len(in.xattrs) > 0 {
+			k, err := splitXattrs(in.xattrs)
+			if err != nil {
+				return nil, err
+			}
+			in.xnext = k
+			if k < len(in.xattrs) {
+				b, err := take(1)
+				if err != nil {
+					return nil, err
+				}
+				in.xblk = b[0]
+			}
+		}
+	}
+	return l, nil
+}
+
+func (l *layout) allocTree(in *inode, take func(uint64) ([]uint64, error)) error {
+	in.tree = nil
+	if n := treeBlocks(len(in.ext)); n > 0 {
+		t, err := take(uint64(n))
+		if err != nil {
+			return err
+		}
+		in.tree = t
+	}
+	return nil
+}
+
+// finish computes the final layout: a fixed point of image size, group
+// count, inode count and journal size.
+func (w *Writer) finish() (*layout, error) {
+	if lf := w.root.dir.children["lost+found"]; lf == nil {
+		w.root.dir.children["lost+found"] = &inode{mode: disk.SIFDIR | 0o700, nlink: 2, dir: &dirInfo{parent: w.root, children: map[string]*inode{}}}
+		w.root.dir.nsub++
+		w.ninodes++
+	}
+	inodes := w.number()
+	for _, in := range inodes {
+		if in != nil && in.dir != nil {
+			in.dir.layout = nil
+		}
+	}
+	used := uint64(len(inodes) - 1)
+	if used > 1<<32-1 {
+		return nil, opErr("close", "", ErrTooManyInodes)
+	}
+	o := w.o
+	fixed := uint64(o.size / blockSize)
+	t := w.alloc.cursor
+	if fixed > 0 {
+		t = fixed
+	}
+	var groups, jblocks uint64
+	for range 64 {
+		groups = max(groups, ceilDiv(t, blocksPerGroup))
+		if o.journal {
+			jblocks = max(jblocks, disk.JournalBlocks(t), 1024)
+		}
+		want := used + uint64(o.freeInodes)
+		if o.inodeCount > 0 {
+			if uint64(o.inodeCount) < used {
+				return nil, opErr("close", "", fmt.Errorf("%w: need %d, have %d", ErrTooManyInodes, used, o.inodeCount))
+			}
+			want = uint64(o.inodeCount)
+		} else {
+			want = max(want, t*blockSize/uint64(o.inodeRatio))
+		}
+		groups = max(groups, ceilDiv(want, disk.MaxInodesPerGr))
+		ipg := (ceilDiv(want, groups) + 15) &^ 15
+		ipg = max(ipg, 16)
+		if ipg > disk.MaxInodesPerGr || groups*ipg > 1<<32-1 {
+			return nil, opErr("close", "", ErrTooManyInodes)
+		}
+		l, err := w.plan(inodes, groups, uint32(ipg), jblocks)
+		if err != nil {
+			return nil, err
+		}
+		end := l.alloc.cursor
+		nt := end + ceilDiv(uint64(o.freeSpace), blockSize)
+		if fixed > 0 {
+			if end > fixed {
+				return nil, &SizeError{Op: "close", Limit: int64(fixed) * blockSize, Need: int64(end) * blockSize}
+			}
+			nt = fixed
+		}
+		nt = max(nt, (groups-1)*blocksPerGroup+1)
+		lastG := (nt - 1) / blocksPerGroup
+		if hasBackup(lastG) {
+			nt = max(nt, lastG*blocksPerGroup+1+l.alloc.gdtRes+1)
+		}
+		if nt > w.alloc.limit {
+			lim := w.alloc.limit
+			return nil, &SizeError{Op: "close", Limit: int64(lim) * blockSize, Need: int64(nt) * blockSize}
+		}
+		ng := ceilDiv(nt, blocksPerGroup)
+		jok := !o.journal || disk.JournalBlocks(nt) <= jblocks
+		if ng == groups && jok && (o.inodeCount > 0 || fixed > 0 || nt*blockSize/uint64(o.inodeRatio) <= groups*uint64(ipg)) {
+			l.blocks = nt
+			return l, nil
+		}
+		t = nt
+	}
+	return nil, opErr("close", "", fmt.Errorf("ext4writer: layout did not converge"))
+}
+
+// MinSize returns the size in bytes of the image if it were closed now:
+// the smallest that holds everything added plus [WithFreeSpace], or the
+// fixed [WithSize]. After Close it returns the final size. It costs a
+// pass over all entries.
+func (w *Writer) MinSize() (int64, error) {
+	if w.closed {
+		return w.size, nil
+	}
+	if err := w.check("size", ""); err != nil {
+		return 0, err
+	}
+	l, err := w.finish()
+	if err != nil {
+		return 0, err
+	}
+	return int64(l.blocks) * blockSize, nil
+}
+
+// Close lays out and writes all metadata: inode tables, directories,
+// bitmaps, group descriptors, superblocks and the journal. It fails if a
+// body is incomplete. The Writer is unusable afterwards; Close does not
+// close the underlying file.
+func (w *Writer) Close() error {
+	if w.closed {
+		return w.err
+	}
+	if err := w.check("close", ""); err != nil {
+		w.closed = true
+		return err
+	}
+	w.closed = true
+	l, err := w.finish()
+	if err != nil {
+		w.err = err
+		return err
+	}
+	if err := w.writeMeta(l); err != nil {
+		w.err = opErr("close", "", err)
+		return w.err
+	}
+	w.size = int64(l.blocks) * blockSize
+	return nil
+}
+
+func (w *Writer) writeMeta(l *layout) error {
+	o := w.o
+	csum := !o.legacy
+	sb := &disk.Super{
+		BlocksCount:      l.blocks,
+		InodesPerGroup:   l.ipg,
+		InodesCount:      uint32(l.groups) * l.ipg,
+		FeatureCompat:    disk.CompatExtAttr | disk.CompatDirIndex,
+		FeatureIncompat:  disk.IncompatFiletype | disk.IncompatExtents | disk.IncompatFlexBG,
+		FeatureRoCompat:  disk.RoCompatSparseSuper | disk.RoCompatLargeFile | disk.RoCompatHugeFile | disk.RoCompatDirNlink | disk.RoCompatExtraIsize,
+		UUID:             o.uuid,
+		HashSeed:         o.hashSeed,
+		DescSize:         0,
+		Flags:            0x2, // unsigned directory hash
+		LogGroupsPerFlex: 4,
+		MetadataCsum:     csum,
+		DefaultMountOpts: 0x000C, // user_xattr, acl
+		MkfsTime:         o.mkfsTime,
+	}
+	copy(sb.Label[:], o.label)
+	descSize := 32
+	if csum {
+		sb.FeatureRoCompat |= disk.RoCompatMetadataCsum
+		sb.FeatureIncompat |= disk.Incompat64bit
+		sb.DescSize = 64
+		descSize = 64
+	} else {
+		sb.FeatureRoCompat |= disk.RoCompatGdtCsum
+	}
+	if o.readOnly {
+		sb.FeatureRoCompat |= disk.RoCompatReadonly
+	}
+	if l.largeDir {
+		sb.FeatureIncompat |= disk.IncompatLargeDir
+	}
+	if l.journal != nil {
+		sb.FeatureCompat |= disk.CompatHasJournal
+		sb.HasJournal = true
+	}
+	sb.RBlocksCount = l.blocks * uint64(o.reservedPct) / 100
+	fsSeed := sb.FsSeed()
+	g := w.dirGeom()
+
+	// directories, extent trees, xattr blocks
+	var dirBuf []byte
+	for _, in := range l.inodes {
+		if in == nil {
+			continue
+		}
+		iseed := disk.InodeSeed(fsSeed, in.ino, 0)
+		if in.dir != nil {
+			d := in.dir.layout
+			n := int(d.nblocks) * blockSize
+			if cap(dirBuf) < n {
+				dirBuf = make([]byte, n)
+			}
+			buf := dirBuf[:n]
+			w.buildDir(in, d, g, buf, iseed)
+			for _, e := range in.ext {
+				off := int(e.Logical) * blockSize
+				if err := w.writeAt(buf[off:off+int(e.Len)*blockSize], e.Start); err != nil {
+					return err
+				}
+			}
+			d.ents, d.starts = nil, nil
+		}
+		if err := w.writeXattrBlock(in, fsSeed, csum); err != nil {
+			return err
+		}
+	}
+	var jb disk.Inode
+	if l.journal != nil {
+		if err := w.writeTree(l.journal, &jb, fsSeed, csum); err != nil {
+			return err
+		}
+		j := w.blk
+		disk.PutJournalSuper(j, uint32(l.journal.size/blockSize), o.uuid, csum)
+		if err := w.writeAt(j, l.journal.ext[0].Start); err != nil {
+			return err
+		}
+		for i := range 15 {
+			sb.JnlBlocks[i] = le32(jb.Block[4*i:])
+		}
+		sb.JnlBlocks[15] = uint32(uint64(l.journal.size) >> 32)
+		sb.JnlBlocks[16] = uint32(l.journal.size)
+	}
+
+	// inode tables
+	ipg := uint64(l.ipg)
+	maxIno := uint64(len(l.inodes) - 1)
+	usedDirs := make([]uint32, l.groups)
+	var tbl []byte
+	for grp := range l.groups {
+		first := grp*ipg + 1
+		if first > maxIno {
+			break
+		}
+		last := min(maxIno, first+ipg-1)
+		n := int(last-first+1) * disk.InodeSize
+		if cap(tbl) < n {
+			tbl = make([]byte, n)
+		}
+		buf := tbl[:n]
+		clear(buf)
+		for ino := first; ino <= last; ino++ {
+			b := buf[int(ino-first)*disk.InodeSize:]
+			var di disk.Inode
+			in := l.inodes[ino]
+			switch {
+			case ino == disk.JournalIno && l.journal != nil:
+				di = jb
+				di.Mode = l.journal.mode
+				di.Links = 1
+				di.Size = uint64(l.journal.size)
+				di.Flags = disk.FlagExtents
+				di.Blocks = uint64(len(l.journal.tree))*8 + uint64(l.journal.size)/512
+			case in == nil:
+				// reserved inode: empty
+			default:
+				if err := w.encodeInode(in, &di, fsSeed, csum); err != nil {
+					return err
+				}
+				if in.dir != nil {
+					usedDirs[grp]++
+				}
+			}
+			di.Marshal(b, uint32(ino), fsSeed, csum)
+		}
+		if err := w.writeAt(buf, l.it[grp]); err != nil {
+			return err
+		}
+	}
+
+	// bitmaps and group descriptors
+	gdt := make([]byte, l.gdtBlocks*blockSize)
+	bm := make([]byte, blockSize)
+	a := &l.alloc
+	freeRuns := a.free
+	var freeBlocks, freeInodes uint64
+	for grp := range l.groups {
+		gs := grp * blocksPerGroup
+		ge := min(gs+blocksPerGroup, l.blocks)
+		clear(bm)
+		setBits(bm, 0, min(ge, a.cursor)-min(gs, a.cursor), true)
+		for len(freeRuns) > 0 && freeRuns[0].start+freeRuns[0].n <= gs {
+			freeRuns = freeRuns[1:]
+		}
+		for _, r := range freeRuns {
+			if r.start >= ge {
+				break
+			}
+			s, e := max(r.start, gs), min(r.start+r.n, ge)
+			setBits(bm, s-gs, e-gs, false)
+		}
+		if hasBackup(grp) {
+			setBits(bm, 0, min(1+a.gdtRes, ge-gs), false)
+			setBits(bm, 0, min(1+l.gdtBlocks, ge-gs), true)
+		}
+		setBits(bm, ge-gs, blocksPerGroup, true)
+		free := (ge - gs) - uint64(popcount(bm)) + (blocksPerGroup - (ge - gs))
+		freeBlocks += free
+		if err := w.writeAt(bm, l.bb[grp]); err != nil {
+			return err
+		}
+		gd := disk.GroupDesc{BlockBitmap: l.bb[grp], InodeBitmap: l.ib[grp], InodeTable: l.it[grp], FreeBlocks: uint32(free), UsedDirs: usedDirs[grp]}
+		if csum {
+			gd.BlockBitmapCsum = disk.Crc32c(fsSeed, bm[:blocksPerGroup/8])
+		}
+		// inode bitmap
+		first := grp*ipg + 1
+		usedHere := uint64(0)
+		if first <= maxIno {
+			usedHere = min(maxIno, first+ipg-1) - first + 1
+		}
+		clear(bm)
+		setBits(bm, 0, usedHere, true)
+		setBits(bm, ipg, blocksPerGroup, true)
+		gd.FreeInodes = uint32(ipg - usedHere)
+		freeInodes += ipg - usedHere
+		gd.ItableUnused = uint32(ipg - usedHere)
+		gd.Flags = disk.BGInodeZeroed
+		if usedHere == 0 {
+			gd.Flags |= disk.BGInodeUninit
+		}
+		if csum {
+			gd.InodeBitmapCsum = disk.Crc32c(fsSeed, bm[:ipg/8])
+		}
+		if err := w.writeAt(bm, l.ib[grp]); err != nil {
+			return err
+		}
+		gd.Marshal(gdt[int(grp)*descSize:], descSize, uint32(grp), fsSeed, csum, !csum, o.uuid[:])
+	}
+	sb.FreeBlocksCount = freeBlocks
+	sb.FreeInodesCount = uint32(freeInodes)
+	sbuf := make([]byte, blockSize)
+	for grp := range l.groups {
+		if !hasBackup(grp) {
+			continue
+		}
+		clear(sbuf)
+		off := 0
+		if grp == 0 {
+			off = disk.SuperOffset
+		}
+		sb.Marshal(sbuf[off:], uint32(grp))
+		if err := w.writeAt(sbuf, grp*blocksPerGroup); err != nil {
+			return err
+		}
+		if err := w.writeAt(gdt, grp*blocksPerGroup+1); err != nil {
+			return err
+		}
+	}
+	return w.setLength(int64(l.blocks) * blockSize)
+}
+
+// setBits sets or clears bits [from, to) of b.
+func setBits(b []byte, from, to uint64, v bool) {
+	for i := from; i < to; {
+		if i%8 == 0 && to-i >= 8 {
+			if v {
+				b[i/8] = 0xFF
+			} else {
+				b[i/8] = 0
+			}
+			i += 8
+			continue
+		}
+		if v {
+			b[i/8] |= 1 << (i % 8)
+		} else {
+			b[i/8] &^= 1 << (i % 8)
+		}
+		i++
+	}
+}
+
+func popcount(b []byte) int {
+	n := 0
+	for i := 0; i+8 <= len(b); i += 8 {
+		n += bits.OnesCount64(le.Uint64(b[i:]))
+	}
+	return n
+}
+
+func (w *Writer) writeAt(p []byte, blk uint64) error {
+	off := int64(blk) * blockSize
+	if _, err := w.f.WriteAt(p, off); err != nil {
+		return err
+	}
+	w.hiWater = max(w.hiWater, off+int64(len(p)))
+	return nil
+}
+
+// setLength makes the output n bytes long without writing data.
+func (w *Writer) setLength(n int64) error {
+	if t, ok := w.f.(interface{ Truncate(int64) error }); ok {
+		if t.Truncate(n) == nil {
+			return nil
+		}
+	}
+	if w.hiWater >= n {
+		return nil
+	}
+	_, err := w.f.WriteAt([]byte{0}, n-1)
+	return err
+}
+
+func (w *Writer) encodeInode(in *inode, di *disk.Inode, fsSeed uint32, csum bool) error {
+	di.Mode = in.mode
+	di.UID, di.GID = in.uid, in.gid
+	di.Atime, di.Ctime, di.Mtime, di.Crtime = in.atime, in.ctime, in.mtime, in.crtime
+	di.Size = uint64(in.size)
+	di.Links = uint16(in.nlink)
+	var nblocks uint64
+	switch in.mode & disk.SIFMT {
+	case disk.SIFDIR:
+		di.Size = in.dir.layout.nblocks * blockSize
+		links := 2 + uint64(in.dir.nsub)
+		if links > maxLinks {
+			links = 1
+		}
+		di.Links = uint16(links)
+		di.Flags = disk.FlagExtents
+		if in.dir.layout.htree {
+			di.Flags |= disk.FlagIndex
+		}
+	case disk.SIFLNK:
+		if len(in.ext) == 0 {
+			copy(di.Block[:], in.link)
+		} else {
+			di.Flags = disk.FlagExtents
+		}
+	case disk.SIFCHR, disk.SIFBLK:
+		disk.EncodeDev(di.Block[:], in.major, in.minor)
+	case disk.SIFREG:
+		di.Flags = disk.FlagExtents
+	}
+	if di.Flags&disk.FlagExtents != 0 {
+		if err := w.writeTree(in, di, fsSeed, csum); err != nil {
+			return err
+		}
+		for _, e := range in.ext {
+			nblocks += uint64(e.Len)
+		}
+		nblocks += uint64(len(in.tree))
+	}
+	if in.xblk != 0 {
+		nblocks++
+		di.FileACL = in.xblk
+	}
+	di.Blocks = nblocks * (blockSize / 512)
+	if in.xnext > 0 {
+		area := make([]byte, disk.InodeXattrSpace)
+		le.PutUint32(area, disk.XattrMagic)
+		putXattrs(area, 4, len(area), 4, in.xattrs[:in.xnext])
+		di.Xattr = area
+	}
+	return nil
+}
+
+func (w *Writer) writeXattrBlock(in *inode, fsSeed uint32, csum bool) error {
+	if in.xblk == 0 {
+		return nil
+	}
+	b := w.blk
+	clear(b)
+	hashes := putXattrs(b, disk.XattrHeaderSize, blockSize, 0, in.xattrs[in.xnext:])
+	disk.SealXattrBlock(b, in.xblk, hashes, fsSeed, csum)
+	return w.writeAt(b, in.xblk)
+}
+
+// writeTree fills di.Block with the extent root of in and writes any
+// extent tree blocks.
+func (w *Writer) writeTree(in *inode, di *disk.Inode, fsSeed uint32, csum bool) error {
+	ext := in.ext
+	if len(ext) <= 4 {
+		disk.PutExtentHeader(di.Block[:], uint16(len(ext)), 4, 0)
+		for i, e := range ext {
+			disk.PutExtentLeaf(di.Block[12+12*i:], e)
+		}
+		return nil
+	}
+	seed := disk.InodeSeed(fsSeed, in.ino, 0)
+	type item struct {
+		logical uint32
+		blk     uint64
+	}
+	tree := in.tree
+	b := w.blk
+	var items []item
+	for i := 0; i < len(ext); i += disk.ExtentsPerBlock {
+		chunk := ext[i:min(len(ext), i+disk.ExtentsPerBlock)]
+		clear(b)
+		disk.PutExtentHeader(b, uint16(len(chunk)), disk.ExtentsPerBlock, 0)
+		for k, e := range chunk {
+			disk.PutExtentLeaf(b[12+12*k:], e)
+		}
+		if csum {
+			disk.SealExtentBlock(b, seed)
+		}
+		if err := w.writeAt(b, tree[0]); err != nil {
+			return err
+		}
+		items = append(items, item{chunk[0].Logical, tree[0]})
+		tree = tree[1:]
+	}
+	depth := uint16(1)
+	for len(items) > 4 {
+		var up []item
+		for i := 0; i < len(items); i += disk.ExtentsPerBlock {
+			chunk := items[i:min(len(items), i+disk.ExtentsPerBlock)]
+			clear(b)
+			disk.PutExtentHeader(b, uint16(len(chunk)), disk.ExtentsPerBlock, depth)
+			for k, it := range chunk {
+				disk.PutExtentIndex(b[12+12*k:], it.logical, it.blk)
+			}
+			if csum {
+				disk.SealExtentBlock(b, seed)
+			}
+			if err := w.writeAt(b, tree[0]); err != nil {
+				return err
+			}
+			up = append(up, item{chunk[0].logical, tree[0]})
+			tree = tree[1:]
+		}
+		items = up
+		depth++
+	}
+	disk.PutExtentHeader(di.Block[:], uint16(len(items)), 4, depth)
+	for k, it := range items {
+		disk.PutExtentIndex(di.Block[12+12*k:], it.logical, it.blk)
+	}
+	return nil
+}

@@ -1,0 +1,39 @@
+// Package ext4writer writes an ext4 filesystem image into an
+// [io.WriterAt] in one pass, without root privileges or mkfs.
+//
+// Entries are added with [Writer.Create] (directories, regular files,
+// symbolic links, character and block devices, FIFOs and sockets),
+// [Writer.Link] (hard links) and removed with [Writer.Remove]. A regular
+// file's body follows its Create through [Writer.Write] or
+// [Writer.ReadFrom] and is written once, straight into the blocks it
+// occupies in the image; all-zero 4 KiB blocks become holes. Blocks of
+// removed files are reused by later ones. The writer keeps only metadata
+// in memory (a few hundred bytes per inode, no file data), so it also
+// serves as the merged tree of a layer applier.
+//
+// [Writer.Close] lays out and writes the metadata: inode tables,
+// directories (hashed b-trees for large ones), extent trees, extended
+// attribute blocks, bitmaps, group descriptors, superblocks with their
+// sparse_super backups, and a JBD2 journal sized as mke2fs would. By
+// default the image is the smallest that holds its content ([WithSize]
+// fixes it; [Writer.MinSize] reports it), with the features of mke2fs
+// 1.47's ext4 profile minus orphan_file, metadata_csum_seed and
+// resize_inode: has_journal ext_attr dir_index filetype extent 64bit
+// flex_bg sparse_super large_file huge_file dir_nlink extra_isize
+// metadata_csum, 4 KiB blocks and 256-byte inodes ([WithLegacy] drops
+// metadata_csum and 64bit).
+//
+// Output depends only on the calls made and the options: UUID and hash
+// seed derive from [WithSeed] unless given, no clock is read, and
+// directories are sorted at Close. Space never written stays a hole, so
+// the destination must read back zeros there (a new or truncated file);
+// the writer sets the final length with Truncate when the destination
+// has it, or by writing the last byte.
+//
+// The writer refuses names that are not [io/fs.ValidPath] paths, does
+// not follow symbolic links when resolving parents, rejects hard links to
+// directories, and fails with a *[SizeError] when the image would exceed
+// its fixed or maximum size. Errors name the operation and path; after
+// an I/O or size error every call returns it. A Writer is meant for a
+// single goroutine.
+package ext4writer

@@ -1,0 +1,219 @@
+package ext4writer
+
+import (
+	"crypto/sha256"
+	"fmt"
+)
+
+// Option configures a [Writer].
+type Option func(*options) error
+
+type options struct {
+	journal     bool
+	readOnly    bool
+	legacy      bool
+	label       string
+	uuid        [16]byte
+	uuidSet     bool
+	hashSeed    [16]byte
+	hashSeedSet bool
+	seed        string
+	inodeCount  uint32
+	inodeRatio  int64
+	reservedPct int
+	size        int64 // fixed size, 0 = minimal
+	maxSize     int64
+	freeSpace   int64
+	freeInodes  uint32
+	mkfsTime    uint32
+}
+
+const (
+	defaultMaxSize    = 1 << 40
+	defaultInodeRatio = 16384
+	defaultSeed       = "img2ext4"
+)
+
+func makeOptions(opts []Option) (*options, error) {
+	o := &options{
+		journal:     true,
+		inodeRatio:  defaultInodeRatio,
+		reservedPct: 5,
+		seed:        defaultSeed,
+	}
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	if o.maxSize == 0 {
+		o.maxSize = defaultMaxSize
+		if o.size > 0 {
+			o.maxSize = o.size
+		}
+	}
+	if o.size > 0 && o.size > o.maxSize {
+		return nil, fmt.Errorf("ext4writer: size %d exceeds maximum size %d", o.size, o.maxSize)
+	}
+	if o.legacy && o.maxSize > (1<<32-1)*blockSize {
+		return nil, fmt.Errorf("ext4writer: maximum size %d too large without 64bit", o.maxSize)
+	}
+	if !o.uuidSet {
+		h := sha256.Sum256([]byte("uuid\x00" + o.seed))
+		copy(o.uuid[:], h[:16])
+		o.uuid[6] = o.uuid[6]&0x0f | 0x40 // version 4 layout
+		o.uuid[8] = o.uuid[8]&0x3f | 0x80
+	}
+	if !o.hashSeedSet {
+		h := sha256.Sum256([]byte("hashseed\x00" + o.seed))
+		copy(o.hashSeed[:], h[:16])
+	}
+	return o, nil
+}
+
+// WithoutJournal omits the JBD2 journal (no has_journal feature). The
+// default is a journal sized like mke2fs 1.47 does.
+func WithoutJournal() Option {
+	return func(o *options) error { o.journal = false; return nil }
+}
+
+// WithReadOnly sets the read-only feature (RO_COMPAT_READONLY) so the
+// kernel only mounts the image read-only. The default is off.
+func WithReadOnly() Option {
+	return func(o *options) error { o.readOnly = true; return nil }
+}
+
+// WithLegacy selects a feature set for old kernels and boot loaders:
+// without metadata_csum and 64bit, with uninit_bg group descriptor
+// checksums instead. The default is the mke2fs 1.47 ext4 feature set.
+func WithLegacy() Option {
+	return func(o *options) error { o.legacy = true; return nil }
+}
+
+// WithLabel sets the volume label (at most 16 bytes). The default is empty.
+func WithLabel(label string) Option {
+	return func(o *options) error {
+		if len(label) > 16 {
+			return fmt.Errorf("ext4writer: label %q longer than 16 bytes", label)
+		}
+		o.label = label
+		return nil
+	}
+}
+
+// WithUUID sets the filesystem UUID, which must not be all zeros. The
+// default is derived from the seed (see [WithSeed]).
+func WithUUID(uuid [16]byte) Option {
+	return func(o *options) error {
+		if uuid == [16]byte{} {
+			return fmt.Errorf("ext4writer: zero UUID")
+		}
+		o.uuid, o.uuidSet = uuid, true
+		return nil
+	}
+}
+
+// WithHashSeed sets the directory hash seed, which must not be all
+// zeros. The default is derived from the seed (see [WithSeed]).
+func WithHashSeed(seed [16]byte) Option {
+	return func(o *options) error {
+		if seed == [16]byte{} {
+			return fmt.Errorf("ext4writer: zero hash seed")
+		}
+		o.hashSeed, o.hashSeedSet = seed, true
+		return nil
+	}
+}
+
+// WithSeed sets the string from which the UUID and hash seed are derived
+// (by SHA-256) unless given explicitly. The default is "img2ext4".
+func WithSeed(seed string) Option {
+	return func(o *options) error { o.seed = seed; return nil }
+}
+
+// WithInodeCount fixes the number of inodes (rounded up to fill whole
+// groups). The default derives it from the inode ratio.
+func WithInodeCount(n uint32) Option {
+	return func(o *options) error {
+		if n == 0 {
+			return fmt.Errorf("ext4writer: zero inode count")
+		}
+		o.inodeCount = n
+		return nil
+	}
+}
+
+// WithInodeRatio sets the bytes-per-inode ratio used to size the inode
+// tables; the image always has at least as many inodes as it uses. The
+// default is 16384, as mke2fs.
+func WithInodeRatio(bytesPerInode int64) Option {
+	return func(o *options) error {
+		if bytesPerInode < 1024 || bytesPerInode > 1<<26 {
+			return fmt.Errorf("ext4writer: inode ratio %d out of range [1024, 67108864]", bytesPerInode)
+		}
+		o.inodeRatio = bytesPerInode
+		return nil
+	}
+}
+
+// WithFreeInodes asks for at least n unused inodes in the image. The
+// default is 0 (beyond what the inode ratio gives).
+func WithFreeInodes(n uint32) Option {
+	return func(o *options) error { o.freeInodes = n; return nil }
+}
+
+// WithReservedPercent sets the percentage of blocks reserved for root,
+// 0 to 50. The default is 5, as mke2fs.
+func WithReservedPercent(pct int) Option {
+	return func(o *options) error {
+		if pct < 0 || pct > 50 {
+			return fmt.Errorf("ext4writer: reserved percentage %d out of range [0, 50]", pct)
+		}
+		o.reservedPct = pct
+		return nil
+	}
+}
+
+// WithSize fixes the image size in bytes (rounded down to 4 KiB blocks).
+// Writes that would not fit fail with a *[SizeError]. The default is the
+// smallest size that holds the content plus [WithFreeSpace].
+func WithSize(n int64) Option {
+	return func(o *options) error {
+		if n < 64*blockSize {
+			return fmt.Errorf("ext4writer: size %d too small", n)
+		}
+		o.size = n
+		return nil
+	}
+}
+
+// WithMaxSize sets the largest size the image may grow to; the writer
+// reserves room for group descriptor backups up to it. The default is
+// 1 TiB, or the fixed size given by [WithSize].
+func WithMaxSize(n int64) Option {
+	return func(o *options) error {
+		if n < 64*blockSize || n > 1<<60 {
+			return fmt.Errorf("ext4writer: maximum size %d out of range", n)
+		}
+		o.maxSize = n
+		return nil
+	}
+}
+
+// WithFreeSpace asks for at least n bytes of free blocks in a minimal
+// image. The default is 0. It is ignored with [WithSize].
+func WithFreeSpace(n int64) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return fmt.Errorf("ext4writer: negative free space")
+		}
+		o.freeSpace = n
+		return nil
+	}
+}
+
+// WithCreationTime sets the superblock creation time (Unix seconds). The
+// default is 0, keeping output independent of the clock.
+func WithCreationTime(sec uint32) Option {
+	return func(o *options) error { o.mkfsTime = sec; return nil }
+}

@@ -1,0 +1,591 @@
+package ext4writer
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/img2ext4/img2ext4/ext4writer/internal/disk"
+)
+
+const (
+	blockSize      = disk.BlockSize
+	blocksPerGroup = disk.BlocksPerGroup
+	maxLinks       = 65000
+	maxFileSize    = int64(1<<32-1) * blockSize // logical blocks are 32 bits
+	maxSymlink     = blockSize - 1
+	maxNameLen     = 255
+)
+
+// File describes one entry passed to [Writer.Create].
+type File struct {
+	// Mode holds the type bits (none for a regular file, or one of
+	// fs.ModeDir, fs.ModeSymlink, fs.ModeDevice, fs.ModeDevice|
+	// fs.ModeCharDevice, fs.ModeNamedPipe, fs.ModeSocket), the
+	// permission bits and fs.ModeSetuid, fs.ModeSetgid, fs.ModeSticky.
+	Mode fs.FileMode
+	// UID and GID are the owner, full 32 bits.
+	UID, GID uint32
+	// Atime, Mtime, Ctime and Crtime are stored with nanoseconds from
+	// 1901-12-13 to 2446-05-10; values outside are clamped. The zero
+	// Time stands for the Unix epoch.
+	Atime, Mtime, Ctime, Crtime time.Time
+	// Size is the length of a regular file's body, which must follow
+	// through [Writer.Write] or [Writer.ReadFrom]. Ignored for other types.
+	Size int64
+	// Linkname is a symbolic link's target (1 to 4095 bytes).
+	Linkname string
+	// Devmajor and Devminor are a device's numbers.
+	Devmajor, Devminor uint32
+	// Xattrs are extended attributes, keyed by full name ("user.foo").
+	// POSIX ACLs (system.posix_acl_access, system.posix_acl_default) are
+	// given in the Linux VFS format (version 2) and stored in ext4's.
+	Xattrs map[string][]byte
+}
+
+type xattr struct {
+	index uint8
+	name  string // without the prefix
+	value []byte
+}
+
+// inode is the in-memory state of one file. It stays small: no file data.
+type inode struct {
+	mode                        uint16
+	nlink                       uint32
+	uid, gid                    uint32
+	atime, ctime, mtime, crtime [2]uint32
+	size                        int64
+	major, minor                uint32
+	link                        string
+	xattrs                      []xattr
+	ext                         []disk.Extent // data (or, at Close, directory) extents
+	dir                         *dirInfo
+
+	// set while laying out
+	ino   uint32
+	tree  []uint64 // extent tree blocks
+	xblk  uint64   // external xattr block
+	xnext int      // index of the first xattr stored in the block
+}
+
+type dirInfo struct {
+	parent   *inode
+	children map[string]*inode
+	nsub     uint32
+	layout   *dirLayout // set while laying out
+}
+
+// Writer writes an ext4 filesystem image in one pass. File bodies go
+// straight to their final blocks; all metadata is written by Close.
+// A Writer is not safe for concurrent use.
+type Writer struct {
+	f       io.WriterAt
+	o       *options
+	err     error // sticky
+	closed  bool
+	size    int64 // final size, after Close
+	hiWater int64 // end of the furthest write
+
+	root    *inode
+	ninodes uint64 // live inodes besides the root
+	alloc   allocator
+
+	cur       *inode
+	curName   string
+	remaining int64
+	lblk      uint64
+	blk       []byte
+	blkN      int
+	buf       []byte
+}
+
+var _ io.ReaderFrom = (*Writer)(nil)
+var _ io.Writer = (*Writer)(nil)
+
+var zeroBlock = make([]byte, blockSize)
+
+// New returns a Writer that writes an ext4 image to f. f should read
+// back zeros where nothing was written (a new, empty file or block
+// device range); the writer leaves unused space as holes. New writes
+// nothing until bodies arrive.
+func New(f io.WriterAt, opts ...Option) (*Writer, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	descSize := uint64(64)
+	if o.legacy {
+		descSize = 32
+	}
+	w := &Writer{
+		f:     f,
+		o:     o,
+		alloc: newAllocator(uint64(o.maxSize/blockSize), descSize),
+		blk:   make([]byte, blockSize),
+	}
+	if o.size > 0 {
+		w.alloc.limit = uint64(o.size / blockSize)
+	}
+	w.root = &inode{mode: disk.SIFDIR | 0o755, nlink: 2, dir: &dirInfo{children: map[string]*inode{}}}
+	w.root.dir.parent = w.root
+	lf := &inode{mode: disk.SIFDIR | 0o700, nlink: 2, dir: &dirInfo{parent: w.root, children: map[string]*inode{}}}
+	w.root.dir.children["lost+found"] = lf
+	w.root.dir.nsub++
+	w.ninodes++
+	return w, nil
+}
+
+func (w *Writer) check(op, name string) error {
+	if w.closed {
+		return opErr(op, name, ErrClosed)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if w.remaining > 0 {
+		w.err = opErr(op, w.curName, fmt.Errorf("%w: %d bytes", ErrShortWrite, w.remaining))
+		return w.err
+	}
+	return nil
+}
+
+// splitPath validates name and returns the parent directory and base name.
+func (w *Writer) splitPath(name string) (*inode, string, error) {
+	if !fs.ValidPath(name) || name == "." || strings.IndexByte(name, 0) >= 0 {
+		return nil, "", ErrInvalidName
+	}
+	dir := w.root
+	for {
+		i := strings.IndexByte(name, '/')
+		if i < 0 {
+			break
+		}
+		elem := name[:i]
+		if len(elem) > maxNameLen {
+			return nil, "", ErrInvalidName
+		}
+		c := dir.dir.children[elem]
+		if c == nil {
+			return nil, "", ErrNotExist
+		}
+		if c.dir == nil {
+			return nil, "", ErrNotDir
+		}
+		dir = c
+		name = name[i+1:]
+	}
+	if len(name) > maxNameLen {
+		return nil, "", ErrInvalidName
+	}
+	return dir, name, nil
+}
+
+func encodeMode(m fs.FileMode) (uint16, error) {
+	mode := uint16(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		mode |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		mode |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		mode |= 0o1000
+	}
+	switch m.Type() {
+	case 0:
+		mode |= disk.SIFREG
+	case fs.ModeDir:
+		mode |= disk.SIFDIR
+	case fs.ModeSymlink:
+		mode |= disk.SIFLNK
+	case fs.ModeNamedPipe:
+		mode |= disk.SIFIFO
+	case fs.ModeSocket:
+		mode |= disk.SIFSOCK
+	case fs.ModeDevice:
+		mode |= disk.SIFBLK
+	case fs.ModeDevice | fs.ModeCharDevice:
+		mode |= disk.SIFCHR
+	default:
+		return 0, fmt.Errorf("%w: unsupported mode %v", ErrInvalidFile, m)
+	}
+	return mode, nil
+}
+
+func encTime(t time.Time) [2]uint32 {
+	if t.IsZero() {
+		return [2]uint32{}
+	}
+	lo, ex := disk.EncodeTime(t.Unix(), int64(t.Nanosecond()))
+	return [2]uint32{lo, ex}
+}
+
+// setMeta copies f's metadata into in (not the type).
+func (in *inode) setMeta(f *File, mode uint16) error {
+	xs, err := convertXattrs(f.Xattrs)
+	if err != nil {
+		return err
+	}
+	if _, err := splitXattrs(xs); err != nil {
+		return err
+	}
+	in.mode = mode
+	in.uid, in.gid = f.UID, f.GID
+	in.atime, in.mtime, in.ctime, in.crtime = encTime(f.Atime), encTime(f.Mtime), encTime(f.Ctime), encTime(f.Crtime)
+	in.xattrs = xs
+	return nil
+}
+
+// Create adds name, described by f, to the image. name is a slash
+// separated path relative to the root (see [io/fs.ValidPath]); its parent
+// directory must exist. "." updates the root directory's metadata.
+// Symbolic links are not followed. An existing directory given again as a
+// directory keeps its children and takes the new metadata; any other
+// existing entry is removed first (see [Writer.Remove]). A regular file's
+// body of f.Size bytes must follow through Write or ReadFrom before the
+// next call to Create, Link, Remove or Close.
+func (w *Writer) Create(name string, f *File) error {
+	if err := w.check("create", name); err != nil {
+		return err
+	}
+	if f == nil {
+		return opErr("create", name, fmt.Errorf("%w: nil File", ErrInvalidFile))
+	}
+	mode, err := encodeMode(f.Mode)
+	if err != nil {
+		return opErr("create", name, err)
+	}
+	if name == "." {
+		if mode&disk.SIFMT != disk.SIFDIR {
+			return opErr("create", name, ErrIsDir)
+		}
+		if err := w.root.setMeta(f, mode); err != nil {
+			return opErr("create", name, err)
+		}
+		return nil
+	}
+	parent, base, err := w.splitPath(name)
+	if err != nil {
+		return opErr("create", name, err)
+	}
+	in := &inode{nlink: 1}
+	switch mode & disk.SIFMT {
+	case disk.SIFREG:
+		if f.Size < 0 || f.Size > maxFileSize {
+			return opErr("create", name, fmt.Errorf("%w: size %d", ErrInvalidFile, f.Size))
+		}
+		in.size = f.Size
+	case disk.SIFLNK:
+		if len(f.Linkname) == 0 || len(f.Linkname) > maxSymlink || strings.IndexByte(f.Linkname, 0) >= 0 {
+			return opErr("create", name, fmt.Errorf("%w: symlink target length %d", ErrInvalidFile, len(f.Linkname)))
+		}
+		in.link = f.Linkname
+		in.size = int64(len(f.Linkname))
+	case disk.SIFCHR, disk.SIFBLK:
+		if f.Devmajor >= 1<<20 || f.Devminor >= 1<<20 {
+			return opErr("create", name, fmt.Errorf("%w: device %d:%d", ErrInvalidFile, f.Devmajor, f.Devminor))
+		}
+		in.major, in.minor = f.Devmajor, f.Devminor
+	}
+	if err := in.setMeta(f, mode); err != nil {
+		return opErr("create", name, err)
+	}
+	if old := parent.dir.children[base]; old != nil {
+		if old.dir != nil && mode&disk.SIFMT == disk.SIFDIR {
+			old.mode, old.uid, old.gid = in.mode, in.uid, in.gid
+			old.atime, old.mtime, old.ctime, old.crtime = in.atime, in.mtime, in.ctime, in.crtime
+			old.xattrs = in.xattrs
+			return nil
+		}
+		w.unlink(parent, base)
+	}
+	if mode&disk.SIFMT == disk.SIFDIR {
+		in.nlink = 2
+		in.dir = &dirInfo{parent: parent, children: map[string]*inode{}}
+		parent.dir.nsub++
+	}
+	if in.link != "" && len(in.link) >= 60 {
+		if err := w.writeSymlink(in); err != nil {
+			w.err = opErr("create", name, err)
+			if se, ok := err.(*SizeError); ok {
+				se.Name = name
+				w.err = se
+			}
+			return w.err
+		}
+	}
+	parent.dir.children[base] = in
+	w.ninodes++
+	if mode&disk.SIFMT == disk.SIFREG && in.size > 0 {
+		w.cur, w.curName, w.remaining, w.lblk, w.blkN = in, name, in.size, 0, 0
+	}
+	return nil
+}
+
+func (w *Writer) writeSymlink(in *inode) error {
+	start, _, ok := w.alloc.alloc(1)
+	if !ok {
+		return w.sizeErr("create")
+	}
+	b := w.blk
+	clear(b)
+	copy(b, in.link)
+	if err := w.writeAt(b, start); err != nil {
+		return err
+	}
+	in.ext = append(in.ext, disk.Extent{Logical: 0, Len: 1, Start: start})
+	return nil
+}
+
+func (w *Writer) sizeErr(op string) *SizeError {
+	return &SizeError{Op: op, Name: w.curName, Limit: int64(w.alloc.limit) * blockSize}
+}
+
+// unlink removes base from parent, dropping the inode when its last link goes.
+func (w *Writer) unlink(parent *inode, base string) {
+	in := parent.dir.children[base]
+	delete(parent.dir.children, base)
+	if in.dir != nil {
+		parent.dir.nsub--
+		for name := range in.dir.children {
+			w.unlink(in, name)
+		}
+		in.nlink = 0
+	} else {
+		in.nlink--
+	}
+	if in.nlink == 0 {
+		w.ninodes--
+		for _, e := range in.ext {
+			w.alloc.release(run{e.Start, uint64(e.Len)})
+		}
+		in.ext = nil
+		in.xattrs = nil
+	}
+}
+
+// Remove removes name, and everything below it if it is a directory.
+// Blocks no longer used by any name are reused by later files.
+func (w *Writer) Remove(name string) error {
+	if err := w.check("remove", name); err != nil {
+		return err
+	}
+	parent, base, err := w.splitPath(name)
+	if err != nil {
+		return opErr("remove", name, err)
+	}
+	if parent == w.root && base == "lost+found" {
+		// keep lost+found; e2fsck wants it. Empty it instead.
+		lf := parent.dir.children[base]
+		if lf != nil && lf.dir != nil {
+			for n := range lf.dir.children {
+				w.unlink(lf, n)
+			}
+			return nil
+		}
+	}
+	if parent.dir.children[base] == nil {
+		return opErr("remove", name, ErrNotExist)
+	}
+	w.unlink(parent, base)
+	return nil
+}
+
+// Link adds newname as a hard link to the existing non-directory
+// oldname. An existing newname is replaced as by [Writer.Remove].
+func (w *Writer) Link(oldname, newname string) error {
+	if err := w.check("link", newname); err != nil {
+		return err
+	}
+	op, opar, obase, err := w.lookup(oldname)
+	_ = opar
+	_ = obase
+	if err != nil {
+		return opErr("link", oldname, err)
+	}
+	if op.dir != nil {
+		return opErr("link", oldname, ErrIsDir)
+	}
+	parent, base, err := w.splitPath(newname)
+	if err != nil {
+		return opErr("link", newname, err)
+	}
+	if old := parent.dir.children[base]; old != nil {
+		if old == op {
+			return nil
+		}
+		if op.nlink >= maxLinks {
+			return opErr("link", newname, ErrTooManyLinks)
+		}
+		w.unlink(parent, base)
+		if op.nlink == 0 {
+			return opErr("link", newname, fmt.Errorf("%w: %s removed by replacing %s", ErrNotExist, oldname, newname))
+		}
+	}
+	if op.nlink >= maxLinks {
+		return opErr("link", newname, ErrTooManyLinks)
+	}
+	op.nlink++
+	parent.dir.children[base] = op
+	return nil
+}
+
+func (w *Writer) lookup(name string) (*inode, *inode, string, error) {
+	if name == "." {
+		return w.root, nil, "", nil
+	}
+	parent, base, err := w.splitPath(name)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	in := parent.dir.children[base]
+	if in == nil {
+		return nil, nil, "", ErrNotExist
+	}
+	return in, parent, base, nil
+}
+
+// Write writes the body of the regular file last passed to Create. It
+// fails with ErrWriteTooLong past File.Size.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.closed {
+		return 0, opErr("write", "", ErrClosed)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	var tooLong bool
+	if int64(len(p)) > w.remaining {
+		p = p[:w.remaining]
+		tooLong = true
+	}
+	n := 0
+	for len(p) > 0 {
+		if w.blkN > 0 || len(p) < blockSize {
+			c := copy(w.blk[w.blkN:], p)
+			w.blkN += c
+			p = p[c:]
+			n += c
+			w.remaining -= int64(c)
+			if w.blkN == blockSize {
+				if err := w.writeBlocks(w.blk); err != nil {
+					return n, err
+				}
+				w.blkN = 0
+			}
+			continue
+		}
+		k := len(p) &^ (blockSize - 1)
+		if err := w.writeBlocks(p[:k]); err != nil {
+			return n, err
+		}
+		p = p[k:]
+		n += k
+		w.remaining -= int64(k)
+	}
+	if w.remaining == 0 && w.cur != nil {
+		if w.blkN > 0 {
+			clear(w.blk[w.blkN:])
+			if err := w.writeBlocks(w.blk); err != nil {
+				return n, err
+			}
+			w.blkN = 0
+		}
+		w.cur = nil
+	}
+	if tooLong {
+		return n, opErr("write", w.curName, ErrWriteTooLong)
+	}
+	return n, nil
+}
+
+// ReadFrom reads the rest of the current body from r, up to File.Size
+// bytes, and returns the number of bytes read. It stops without error at
+// EOF; a body left short is reported by the next call.
+func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
+	if w.closed {
+		return 0, opErr("write", "", ErrClosed)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.buf == nil {
+		w.buf = make([]byte, 1<<20)
+	}
+	var total int64
+	for w.remaining > 0 {
+		chunk := w.buf
+		if int64(len(chunk)) > w.remaining {
+			chunk = chunk[:w.remaining]
+		}
+		m, rerr := io.ReadFull(r, chunk)
+		if m > 0 {
+			k, err := w.Write(chunk[:m])
+			total += int64(k)
+			if err != nil {
+				return total, err
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, opErr("read", w.curName, rerr)
+		}
+	}
+	return total, nil
+}
+
+// writeBlocks writes whole blocks of the current body, leaving holes for
+// blocks that are all zero.
+func (w *Writer) writeBlocks(p []byte) error {
+	nb := uint64(len(p) / blockSize)
+	blk := func(i uint64) []byte { return p[i*blockSize : (i+1)*blockSize] }
+	for i := uint64(0); i < nb; {
+		if bytes.Equal(blk(i), zeroBlock) {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < nb && !bytes.Equal(blk(j), zeroBlock) {
+			j++
+		}
+		for i < j {
+			start, cnt, ok := w.alloc.alloc(j - i)
+			if !ok {
+				w.err = w.sizeErr("write")
+				return w.err
+			}
+			if err := w.writeAt(p[i*blockSize:(i+cnt)*blockSize], start); err != nil {
+				w.err = opErr("write", w.curName, err)
+				return w.err
+			}
+			w.cur.addExtent(w.lblk+i, start, cnt)
+			i += cnt
+		}
+	}
+	w.lblk += nb
+	return nil
+}
+
+func (in *inode) addExtent(lblk, start, n uint64) {
+	for n > 0 {
+		if k := len(in.ext); k > 0 {
+			e := &in.ext[k-1]
+			if uint64(e.Logical)+uint64(e.Len) == lblk && e.Start+uint64(e.Len) == start && e.Len < disk.MaxExtentLen {
+				c := min(n, uint64(disk.MaxExtentLen-e.Len))
+				e.Len += uint16(c)
+				lblk, start, n = lblk+c, start+c, n-c
+				continue
+			}
+		}
+		c := min(n, disk.MaxExtentLen)
+		in.ext = append(in.ext, disk.Extent{Logical: uint32(lblk), Len: 0, Start: start})
+		in.ext[len(in.ext)-1].Len = uint16(c)
+		lblk, start, n = lblk+c, start+c, n-c
+	}
+}
