@@ -1,0 +1,304 @@
+package ocifetch
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/img2ext4/img2ext4/progress"
+)
+
+// countBlobs tracks how many blob GETs run at once, delaying each a little
+// so that overlaps show.
+func countBlobs(cur, peak *atomic.Int32) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
+				n := cur.Add(1)
+				defer cur.Add(-1)
+				for {
+					p := peak.Load()
+					if n <= p || peak.CompareAndSwap(p, n) {
+						break
+					}
+				}
+				time.Sleep(30 * time.Millisecond)
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+}
+
+func dirEntries(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestPrefetch(t *testing.T) {
+	isolateCredentials(t)
+	var cur, peak atomic.Int32
+	_, host := newRegistry(t, countBlobs(&cur, &peak))
+	want := randomImage(t, 200<<10, 5, nil)
+	push(t, host+"/p:1", want)
+
+	img, err := Image(ctxBG, host+"/p:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peak.Store(0) // the config fetch does not count
+
+	var (
+		mu     sync.Mutex
+		events []progress.Event
+	)
+	tmp := t.TempDir()
+	p, err := Prefetch(ctxBG, img, WithJobs(3), WithTempDir(tmp), WithProgress(func(ev progress.Event) {
+		mu.Lock()
+		events = append(events, ev)
+		mu.Unlock()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers := p.Layers()
+	sameLayers(t, want, layers)
+	for i, l := range layers {
+		wl, _ := want.Layers()
+		wd, _ := wl[i].DiffID()
+		if gd, _ := l.DiffID(); gd != wd {
+			t.Errorf("layer %d diffID %s, want %s", i, gd, wd)
+		}
+		wmt, _ := wl[i].MediaType()
+		if mt, _ := l.MediaType(); mt != wmt {
+			t.Errorf("layer %d media type %s, want %s", i, mt, wmt)
+		}
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sha256Of(u) != wd {
+			t.Errorf("layer %d: uncompressed bytes do not match diffID", i)
+		}
+	}
+	if got := peak.Load(); got > 3 || got < 1 {
+		t.Errorf("peak parallel blob downloads %d, want 1..3", got)
+	}
+
+	mu.Lock()
+	complete := map[int]progress.Event{}
+	for _, ev := range events {
+		if ev.Phase != progress.PhaseDownload || ev.Layers != 5 || ev.Total <= 0 || ev.Done > ev.Total {
+			t.Errorf("bad event %+v", ev)
+		}
+		if ev.Complete {
+			if _, dup := complete[ev.Layer]; dup {
+				t.Errorf("layer %d: two complete events", ev.Layer)
+			}
+			complete[ev.Layer] = ev
+		}
+	}
+	mu.Unlock()
+	for i, l := range layers {
+		ev, ok := complete[i]
+		size, _ := l.Size()
+		d, _ := l.Digest()
+		if !ok || ev.Done != size || ev.Total != size || ev.Digest != d.String() {
+			t.Errorf("layer %d: complete event %+v, want done=total=%d digest %s", i, ev, size, d)
+		}
+	}
+
+	if len(dirEntries(t, tmp)) != 1 {
+		t.Errorf("temp dir holds %v, want one prefetch dir", dirEntries(t, tmp))
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if left := dirEntries(t, tmp); len(left) != 0 {
+		t.Errorf("Close left %v", left)
+	}
+	if _, err := layers[0].Compressed(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Compressed after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestPrefetchForeignImage(t *testing.T) {
+	want := randomImage(t, 4096, 3, nil)
+	p, err := Prefetch(ctxBG, want, WithTempDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	sameLayers(t, want, p.Layers())
+}
+
+func TestPrefetchCorrupt(t *testing.T) {
+	isolateCredentials(t)
+	img := randomImage(t, 4096, 3, nil)
+	ls, _ := img.Layers()
+	bad := mustDigest(t, ls[2])
+	_, host := newRegistry(t, mangleBlob(bad, func(b []byte) []byte { b = append([]byte(nil), b...); b[0] ^= 1; return b }, false))
+	push(t, host+"/bad:1", img)
+	ri, err := Image(ctxBG, host+"/bad:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Prefetch(ctxBG, ri, WithJobs(1), WithTempDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	layers := p.Layers()
+	readLayers(t, layers[:2])
+	_, err = layers[2].Compressed()
+	var de *DigestError
+	if !errors.As(err, &de) || de.Digest != bad || !strings.Contains(err.Error(), "fetch layer "+bad.String()) {
+		t.Fatalf("err = %v, want *DigestError for %s", err, bad)
+	}
+}
+
+// stallBlobs sends the first bytes of every blob, then waits for the client to go away.
+func stallBlobs(started chan<- struct{}) func(http.Handler) http.Handler {
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") || r.Header.Get("X-Test-Pass") != "" {
+				h.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("Content-Length", "1000000")
+			w.WriteHeader(http.StatusOK)
+			w.Write(make([]byte, 10))
+			w.(http.Flusher).Flush()
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			<-r.Context().Done()
+		})
+	}
+}
+
+func TestPrefetchCancel(t *testing.T) {
+	isolateCredentials(t)
+	started := make(chan struct{}, 1)
+	img := randomImage(t, 1024, 3, nil)
+	// Serve the config normally: only layer blobs stall.
+	cfg, _ := img.ConfigName()
+	_, host := newRegistry(t, func(h http.Handler) http.Handler {
+		stall := stallBlobs(started)(h)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, cfg.String()) {
+				h.ServeHTTP(w, r)
+				return
+			}
+			stall.ServeHTTP(w, r)
+		})
+	})
+	push(t, host+"/slow:1", img)
+	ri, err := Image(ctxBG, host+"/slow:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, how := range []string{"cancel", "close"} {
+		t.Run(how, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(ctxBG)
+			defer cancel()
+			tmp := t.TempDir()
+			p, err := Prefetch(ctx, ri, WithJobs(2), WithTempDir(tmp))
+			if err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-started:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no download started")
+			}
+			errc := make(chan error, 1)
+			go func() {
+				_, err := p.Layers()[0].Compressed()
+				errc <- err
+			}()
+			closed := make(chan error, 1)
+			if how == "cancel" {
+				cancel()
+			} else {
+				go func() { closed <- p.Close() }()
+			}
+			select {
+			case err := <-errc:
+				if err == nil {
+					t.Fatal("Compressed succeeded on a stalled download")
+				}
+				if how == "cancel" && !errors.Is(err, context.Canceled) {
+					t.Errorf("err = %v, want context.Canceled", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Compressed did not return after " + how)
+			}
+			if how == "cancel" {
+				go func() { closed <- p.Close() }()
+			}
+			select {
+			case err := <-closed:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Close hung")
+			}
+			if left := dirEntries(t, tmp); len(left) != 0 {
+				t.Errorf("Close left %v", left)
+			}
+		})
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	bad := map[string]Option{
+		"jobs 0":        WithJobs(0),
+		"jobs 1000":     WithJobs(1000),
+		"empty tempdir": WithTempDir(""),
+		"platform":      WithPlatform(v1.Platform{OS: "linux"}),
+		"empty user":    WithBasicAuth("", "x"),
+		"nil keychain":  WithKeychain(nil),
+		"missing CA":    WithRegistryCA("/nonexistent/ca.pem"),
+		"empty UA":      WithUserAgent(""),
+	}
+	for name, opt := range bad {
+		if _, err := makeOptions([]Option{opt}); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if _, err := makeOptions([]Option{WithBasicAuth("u", "p"), WithKeychain(DefaultKeychain())}); err == nil {
+		t.Error("basic auth with keychain: no error")
+	}
+	o, err := makeOptions(nil)
+	if err != nil || o.jobs != DefaultJobs || o.platform.OS != "linux" || o.userAgent != DefaultUserAgent {
+		t.Errorf("defaults %+v, %v", o, err)
+	}
+}
