@@ -46,7 +46,7 @@ func (s *archiveSource) openBlob(ctx context.Context, desc v1.Descriptor) (io.Re
 // digest, compressed ones the digest in their blobs/ path or, failing that,
 // one computed by reading them once.
 func resolveDockerArchive(ctx context.Context, file, ref string, o *options) (*image, error) {
-	fsys, err := indexTar(file)
+	fsys, err := indexTar(file, o.tempDir)
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,11 @@
 //   - "oci:DIR[:TAG]", an OCI image layout directory;
 //   - "oci-archive:FILE[:TAG]", a tar of an OCI image layout;
 //   - "docker-archive:FILE[:REF]", the output of "docker save", in both the
-//     legacy manifest.json form and the newer OCI-layout form.
+//     legacy manifest.json form and the newer OCI-layout form; REF is one of
+//     its RepoTags or "@N" for its N-th image.
+//
+// Archives are read in place by indexing their tar headers; a gzip- or
+// zstd-compressed archive is first decompressed to an unlinked temporary file.
 //
 // An image index is resolved to the manifest matching the wanted platform
 // ([WithPlatform]); a single-platform image whose config names another

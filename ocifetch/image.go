@@ -73,7 +73,7 @@ func resolveImage(ctx context.Context, r reference, o *options) (*image, error) 
 		src := &layoutSource{fs: dirFS(r.path), name: r.path}
 		return src.resolve(ctx, r.tag, o)
 	case transportOCIArchive:
-		fsys, err := indexTar(r.path)
+		fsys, err := indexTar(r.path, o.tempDir)
 		if err != nil {
 			return nil, err
 		}

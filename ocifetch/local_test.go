@@ -18,6 +18,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 )
 
 // writeLayout writes a layout holding imgs, named by names (empty: no name).
@@ -371,4 +373,59 @@ func TestCorruptBlobs(t *testing.T) {
 			t.Fatalf("err = %v, want ErrDigestMismatch", err)
 		}
 	})
+}
+
+func TestCompressedArchives(t *testing.T) {
+	dir := t.TempDir()
+	img := randomImage(t, 300, 2, nil)
+	tag, _ := name.NewTag("example.com/a:v1")
+	plain := filepath.Join(dir, "save.tar")
+	if err := tarball.WriteToFile(plain, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	lay := filepath.Join(dir, "layout")
+	writeLayout(t, lay, []v1.Image{img}, []string{"v1"})
+	tarDir(t, lay, lay+".tar")
+
+	compressors := map[string]func(io.Writer) io.WriteCloser{
+		"gzip": func(w io.Writer) io.WriteCloser { return gzip.NewWriter(w) },
+		"zstd": func(w io.Writer) io.WriteCloser {
+			zw, err := zstd.NewWriter(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return zw
+		},
+	}
+	for cname, newW := range compressors {
+		for _, tc := range []struct{ transport, src string }{{"docker-archive", plain}, {"oci-archive", lay + ".tar"}} {
+			t.Run(cname+"/"+tc.transport, func(t *testing.T) {
+				b, err := os.ReadFile(tc.src)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out := filepath.Join(t.TempDir(), "archive."+cname)
+				f, err := os.Create(out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				zw := newW(f)
+				zw.Write(b)
+				if err := zw.Close(); err != nil {
+					t.Fatal(err)
+				}
+				f.Close()
+				tmp := t.TempDir()
+				got, err := Image(ctxBG, tc.transport+":"+out, WithTempDir(tmp))
+				if err != nil {
+					t.Fatal(err)
+				}
+				layers, _ := got.Layers()
+				sameLayers(t, img, layers)
+				if left := dirEntries(t, tmp); len(left) != 0 {
+					t.Errorf("decompressed copy left in temp dir: %v", left)
+				}
+			})
+		}
+	}
 }

@@ -32,6 +32,7 @@ const (
 	maxConfigSize   = 64 << 20 // image configs
 	maxIndexDepth   = 4        // nested indexes
 	maxArchiveFiles = 1 << 20  // entries in an oci-archive or docker-archive tar
+	maxArchiveSize  = 1 << 40  // decompressed size of a compressed archive
 )
 
 type options struct {
@@ -174,7 +175,9 @@ func WithJobs(n int) Option {
 }
 
 // WithTempDir sets the directory in which [Prefetch] creates its temporary
-// directory for downloaded blobs. The default is [os.TempDir].
+// directory for downloaded blobs, and in which [Image] decompresses a
+// gzip- or zstd-compressed oci-archive or docker-archive (into an unlinked
+// file). The default is [os.TempDir].
 func WithTempDir(dir string) Option {
 	return func(o *options) error {
 		if dir == "" {

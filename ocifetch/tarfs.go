@@ -12,8 +12,9 @@ import (
 // tarFS serves the regular files of an uncompressed tar archive by offset,
 // without extracting them: indexTar reads only the headers.
 type tarFS struct {
-	path  string
-	files map[string]tarEntry
+	path   string
+	files  map[string]tarEntry
+	shared *os.File // decompressed copy of a compressed archive, or nil
 }
 
 type tarEntry struct {
@@ -21,35 +22,85 @@ type tarEntry struct {
 }
 
 // indexTar reads the headers of the tar at file and records where each
-// regular file's body lies.
-func indexTar(file string) (*tarFS, error) {
+// regular file's body lies. A gzip- or zstd-compressed archive is first
+// decompressed into an unlinked temporary file under tempDir ("" for
+// [os.TempDir]), which is kept open for the life of the returned tarFS and
+// closed when it is garbage collected.
+func indexTar(file, tempDir string) (*tarFS, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("open archive: %w", err)
 	}
 	defer f.Close()
 	head := make([]byte, 4)
-	if _, err := io.ReadFull(f, head); err != nil {
+	n, err := io.ReadFull(f, head)
+	if err != nil && err != io.ErrUnexpectedEOF {
 		return nil, fmt.Errorf("read archive %s: %w", file, err)
-	}
-	if sniffCompression(head) != compressionNone {
-		return nil, fmt.Errorf("%w: archive %s is compressed; decompress it first", ErrUnsupportedMediaType, file)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
 	t := &tarFS{path: file, files: map[string]tarEntry{}}
+	r := f
+	if sniffCompression(head[:n]) != compressionNone {
+		if t.shared, err = decompressArchive(f, tempDir); err != nil {
+			return nil, fmt.Errorf("decompress archive %s: %w", file, err)
+		}
+		r = t.shared
+	}
+	if err := t.index(r); err != nil {
+		if t.shared != nil {
+			t.shared.Close()
+		}
+		return nil, err
+	}
+	return t, nil
+}
+
+// decompressArchive copies the decompressed stream of f to an unlinked
+// temporary file, capped at maxArchiveSize bytes.
+func decompressArchive(f *os.File, tempDir string) (*os.File, error) {
+	zr, err := decompress(io.NopCloser(f))
+	if err != nil {
+		return nil, err
+	}
+	defer zr.Close()
+	tmp, err := os.CreateTemp(tempDir, "ocifetch-archive-")
+	if err != nil {
+		return nil, err
+	}
+	// Unlink at once: the open descriptor keeps the data, and nothing is
+	// left behind however the process ends.
+	os.Remove(tmp.Name())
+	n, err := io.Copy(tmp, io.LimitReader(zr, maxArchiveSize+1))
+	if err == nil && n > maxArchiveSize {
+		err = fmt.Errorf("%w: archive decompresses to more than %d bytes", ErrLimit, int64(maxArchiveSize))
+	}
+	if err == nil {
+		_, err = tmp.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	return tmp, nil
+}
+
+// index records the regular files of the tar read from f, which must be at
+// offset 0.
+func (t *tarFS) index(f *os.File) error {
+	file := t.path
 	tr := tar.NewReader(f)
 	for n := 0; ; n++ {
 		if n >= maxArchiveFiles {
-			return nil, fmt.Errorf("%w: archive %s has more than %d entries", ErrLimit, file, maxArchiveFiles)
+			return fmt.Errorf("%w: archive %s has more than %d entries", ErrLimit, file, maxArchiveFiles)
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read archive %s: %w", file, err)
+			return fmt.Errorf("read archive %s: %w", file, err)
 		}
 		name := cleanTarName(hdr.Name)
 		switch hdr.Typeflag {
@@ -58,7 +109,7 @@ func indexTar(file string) (*tarFS, error) {
 			// file offset is where this entry's body starts.
 			off, err := f.Seek(0, io.SeekCurrent)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			t.files[name] = tarEntry{offset: off, size: hdr.Size}
 		case tar.TypeLink:
@@ -67,7 +118,6 @@ func indexTar(file string) (*tarFS, error) {
 			}
 		}
 	}
-	return t, nil
 }
 
 // cleanTarName maps "./a/b", "/a/b" and "a//b" to "a/b".
@@ -88,6 +138,9 @@ func (t *tarFS) open(name string) (io.ReadCloser, error) {
 	e, ok := t.files[name]
 	if !ok {
 		return nil, fmt.Errorf("%w: %s in archive %s", ErrNotFound, name, t.path)
+	}
+	if t.shared != nil {
+		return io.NopCloser(io.NewSectionReader(t.shared, e.offset, e.size)), nil
 	}
 	f, err := os.Open(t.path)
 	if err != nil {
