@@ -169,7 +169,7 @@ type node struct {
 	uid, gid uint32
 	size     int64
 	links    int
-	times    map[string][2]uint32 // ctime/atime/mtime/crtime: seconds field, extra
+	times    map[string][2]int64 // ctime/atime/mtime/crtime: seconds, nanoseconds
 	dev      [2]uint32
 	link     string
 	sum      string // sha256 of content
@@ -265,11 +265,12 @@ func readTree(t testing.TB, img string) map[string]*node {
 		if m := statLinksRe.FindStringSubmatch(st); m != nil {
 			n.links, _ = strconv.Atoi(m[1])
 		}
-		n.times = map[string][2]uint32{}
+		n.times = map[string][2]int64{}
 		for _, m := range statTimeRe.FindAllStringSubmatch(st, -1) {
 			a, _ := strconv.ParseUint(m[2], 16, 32)
 			b, _ := strconv.ParseUint(m[3], 16, 32)
-			n.times[m[1]] = [2]uint32{uint32(a), uint32(b)}
+			sec, ns := decodeTime([2]uint32{uint32(a), uint32(b)})
+			n.times[m[1]] = [2]int64{sec, ns}
 		}
 		if m := statDevRe.FindStringSubmatch(st); m != nil {
 			a, _ := strconv.ParseUint(m[1], 10, 32)
