@@ -1,6 +1,8 @@
 package ocifetch
 
 import (
+	"archive/tar"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -427,5 +429,71 @@ func TestCompressedArchives(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestLegacyDockerSave reads an archive shaped like "docker save" before
+// Docker 25: <id>/layer.tar uncompressed layers, a repeated layer stored as a
+// symbolic link to the first copy, and a <hex>.json config.
+func TestLegacyDockerSave(t *testing.T) {
+	var layers [][]byte
+	for range 2 {
+		l := randomImage(t, 500, 1, nil)
+		ls, _ := l.Layers()
+		rc, err := ls[0].Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		layers = append(layers, b)
+	}
+	diffIDs := []v1.Hash{sha256Of(layers[0]), sha256Of(layers[0]), sha256Of(layers[1])}
+	cfg, _ := json.Marshal(v1.ConfigFile{Architecture: "amd64", OS: "linux", RootFS: v1.RootFS{Type: "layers", DiffIDs: diffIDs}})
+	cfgName := sha256Of(cfg).Hex + ".json"
+	dm, _ := json.Marshal([]dockerManifestEntry{{
+		Config: cfgName, RepoTags: []string{"legacy:1"},
+		Layers: []string{"id1/layer.tar", "id2/layer.tar", "id3/layer.tar"},
+	}})
+
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	reg := func(n string, b []byte) {
+		tw.WriteHeader(&tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(b))})
+		tw.Write(b)
+	}
+	for _, d := range []string{"id1/", "id2/", "id3/"} {
+		tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755})
+	}
+	reg("id1/layer.tar", layers[0])
+	tw.WriteHeader(&tar.Header{Name: "id2/layer.tar", Typeflag: tar.TypeSymlink, Linkname: "../id1/layer.tar"})
+	reg("id3/layer.tar", layers[1])
+	reg(cfgName, cfg)
+	reg("manifest.json", dm)
+	reg("repositories", []byte(`{"legacy":{"1":"id3"}}`))
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "legacy.tar")
+	if err := os.WriteFile(file, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	img, err := Image(ctxBG, "docker-archive:"+file+":legacy:1", WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := img.Layers()
+	bodies := readLayers(t, got)
+	for i, want := range [][]byte{layers[0], layers[0], layers[1]} {
+		if !bytes.Equal(bodies[i], want) {
+			t.Errorf("layer %d: bytes differ", i)
+		}
+		if d := mustDigest(t, got[i]); d != diffIDs[i] {
+			t.Errorf("layer %d: digest %s, want diff_id %s", i, d, diffIDs[i])
+		}
+	}
+	if _, err := Image(ctxBG, "docker-archive:"+file, WithPlatform(v1.Platform{OS: "linux", Architecture: "arm64"})); !errors.Is(err, ErrPlatform) {
+		t.Errorf("platform mismatch: err = %v, want ErrPlatform", err)
 	}
 }

@@ -90,6 +90,7 @@ func decompressArchive(f *os.File, tempDir string) (*os.File, error) {
 // offset 0.
 func (t *tarFS) index(f *os.File) error {
 	file := t.path
+	symlinks := map[string]string{} // name to cleaned target
 	tr := tar.NewReader(f)
 	for n := 0; ; n++ {
 		if n >= maxArchiveFiles {
@@ -97,6 +98,7 @@ func (t *tarFS) index(f *os.File) error {
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
+			t.resolveSymlinks(symlinks)
 			return nil
 		}
 		if err != nil {
@@ -116,6 +118,31 @@ func (t *tarFS) index(f *os.File) error {
 			if e, ok := t.files[cleanTarName(hdr.Linkname)]; ok {
 				t.files[name] = e
 			}
+		case tar.TypeSymlink:
+			// "docker save" links repeated layers: a/layer.tar -> ../b/layer.tar.
+			target := hdr.Linkname
+			if !path.IsAbs(target) {
+				target = path.Join(path.Dir(name), target)
+			}
+			symlinks[name] = cleanTarName(target)
+		}
+	}
+}
+
+// resolveSymlinks makes each symbolic link to a regular file (through at
+// most a few other links, never leaving the archive) an alias of it.
+func (t *tarFS) resolveSymlinks(symlinks map[string]string) {
+	for name, target := range symlinks {
+		for range 8 {
+			if e, ok := t.files[target]; ok {
+				t.files[name] = e
+				break
+			}
+			next, ok := symlinks[target]
+			if !ok {
+				break
+			}
+			target = next
 		}
 	}
 }
