@@ -285,7 +285,7 @@ func (l *layer) MediaType() (types.MediaType, error) { return l.desc.MediaType, 
 func (l *layer) Compressed() (io.ReadCloser, error) {
 	rc, err := l.openRaw(l.img.ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("fetch layer %s: %w", l.desc.Digest, err)
 	}
 	return verify(rc, l.desc)
 }
@@ -302,11 +302,7 @@ func (l *layer) Uncompressed() (io.ReadCloser, error) {
 // openRaw opens the unverified blob under ctx; [Prefetch] uses it to tie the
 // download to its own context and verifies the bytes itself.
 func (l *layer) openRaw(ctx context.Context) (io.ReadCloser, error) {
-	rc, err := l.img.src.openBlob(ctx, l.desc)
-	if err != nil {
-		return nil, fmt.Errorf("fetch layer %s: %w", l.desc.Digest, err)
-	}
-	return rc, nil
+	return l.img.src.openBlob(ctx, l.desc)
 }
 
 // rawOpener is implemented by layers of this package that can open their

@@ -189,7 +189,6 @@ func stallBlobs(started chan<- struct{}) func(http.Handler) http.Handler {
 				h.ServeHTTP(w, r)
 				return
 			}
-			w.Header().Set("Content-Length", "1000000")
 			w.WriteHeader(http.StatusOK)
 			w.Write(make([]byte, 10))
 			w.(http.Flusher).Flush()
