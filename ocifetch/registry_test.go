@@ -17,6 +17,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/img2ext4/img2ext4/progress"
 )
 
 func TestRegistryPull(t *testing.T) {
@@ -359,5 +361,44 @@ func TestSchema1(t *testing.T) {
 				t.Fatalf("err = %v, want ErrSchema1", err)
 			}
 		})
+	}
+}
+
+func TestUserAgentAndResolveEvent(t *testing.T) {
+	isolateCredentials(t)
+	agents := make(chan string, 100)
+	_, host := newRegistry(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet {
+				select {
+				case agents <- r.UserAgent():
+				default:
+				}
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	img := randomImage(t, 64, 2, nil)
+	push(t, host+"/ua:1", img)
+	for len(agents) > 0 {
+		<-agents
+	}
+	var events []progress.Event
+	if _, err := Image(ctxBG, host+"/ua:1", WithUserAgent("img2ext4-test/1.0"), WithProgress(func(ev progress.Event) { events = append(events, ev) })); err != nil {
+		t.Fatal(err)
+	}
+	close(agents)
+	n := 0
+	for ua := range agents {
+		n++
+		if !strings.HasPrefix(ua, "img2ext4-test/1.0") {
+			t.Errorf("User-Agent %q", ua)
+		}
+	}
+	if n == 0 {
+		t.Error("no requests seen")
+	}
+	if len(events) != 1 || events[0].Phase != progress.PhaseResolve || events[0].Layers != 2 || !events[0].Complete || events[0].Digest != mustDigest(t, img).String() {
+		t.Errorf("resolve events %+v", events)
 	}
 }
