@@ -1,6 +1,7 @@
 package ocifetch
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -79,7 +80,7 @@ func resolveDockerArchive(ctx context.Context, file, ref string, o *options) (*i
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	cfg, err := v1.ParseConfigFile(strings.NewReader(string(rawConfig)))
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(rawConfig))
 	if err != nil {
 		return nil, fmt.Errorf("parse config %s: %w", configPath, err)
 	}
@@ -180,7 +181,7 @@ func archiveLayer(ctx context.Context, fsys *tarFS, p string, diffID v1.Hash) (v
 	if err := ctx.Err(); err != nil {
 		return desc, err
 	}
-	h, _, err := v1.SHA256(io.MultiReader(strings.NewReader(string(head[:n])), rc))
+	h, _, err := v1.SHA256(io.MultiReader(bytes.NewReader(head[:n]), rc))
 	if err != nil {
 		return desc, err
 	}

@@ -26,6 +26,9 @@ var (
 	ErrUnsupportedTransport = errors.New("ocifetch: unsupported transport")
 	// ErrNotFound reports a reference, tag or blob that does not exist in its source.
 	ErrNotFound = errors.New("ocifetch: not found")
+	// ErrUnauthorized reports that the registry refused the credentials, or
+	// their absence, with status 401 or 403.
+	ErrUnauthorized = errors.New("ocifetch: unauthorized")
 	// ErrLimit reports a manifest, config or archive exceeding a size cap.
 	ErrLimit = errors.New("ocifetch: limit exceeded")
 	// ErrClosed reports use of a [Prefetcher] after [Prefetcher.Close].

@@ -98,7 +98,7 @@ func newRegistrySource(ctx context.Context, r reference, o *options) (*registryS
 
 	tr, err := transport.NewWithContext(ctx, repo.Registry, auth, rt, []string{repo.Scope(transport.PullScope)})
 	if err != nil {
-		return nil, src.wrap(fmt.Errorf("connect to registry %s: %w", host, err))
+		return nil, src.wrap(fmt.Errorf("connect to registry %s: %w", host, classifyHTTPError(err)))
 	}
 	src.client = &http.Client{Transport: tr}
 	return src, nil
@@ -129,13 +129,25 @@ func (s *registrySource) get(ctx context.Context, url, accept string) (*http.Res
 	}
 	if err := transport.CheckError(resp, http.StatusOK); err != nil {
 		resp.Body.Close()
-		var terr *transport.Error
-		if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
-			err = fmt.Errorf("%w: %w", ErrNotFound, err)
-		}
-		return nil, s.wrap(err)
+		return nil, s.wrap(classifyHTTPError(err))
 	}
 	return resp, nil
+}
+
+// classifyHTTPError adds [ErrNotFound] or [ErrUnauthorized] to registry errors
+// with those statuses.
+func classifyHTTPError(err error) error {
+	var terr *transport.Error
+	if !errors.As(err, &terr) {
+		return err
+	}
+	switch terr.StatusCode {
+	case http.StatusNotFound:
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	}
+	return err
 }
 
 // root fetches the manifest or index that ref names.

@@ -225,8 +225,11 @@ func TestAuth(t *testing.T) {
 			if strings.Contains(err.Error(), pass) {
 				t.Fatalf("error leaks the password: %v", err)
 			}
-			if _, err := Image(ctxBG, ref); err == nil {
-				t.Fatal("anonymous access accepted")
+			if !errors.Is(err, ErrUnauthorized) {
+				t.Errorf("wrong password: err = %v, want ErrUnauthorized", err)
+			}
+			if _, err := Image(ctxBG, ref); !errors.Is(err, ErrUnauthorized) {
+				t.Fatalf("anonymous access: err = %v, want ErrUnauthorized", err)
 			}
 		})
 	}
