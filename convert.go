@@ -46,6 +46,9 @@ type Result struct {
 	Layers int
 	// Skipped counts what a directory output could not restore without root privileges.
 	Skipped layerapply.Skipped
+	// Config is the image's run configuration (entrypoint, command, environment, user,
+	// working directory, labels, ports, stop signal), as a VM launcher needs it.
+	Config v1.Config
 }
 
 type options struct {
@@ -55,6 +58,7 @@ type options struct {
 	logger   *slog.Logger
 	tmpDir   string
 	limits   *layerapply.Limits
+	adds     []Add
 }
 
 // Option configures [Convert].
@@ -114,6 +118,21 @@ func WithTempDir(dir string) Option {
 // default is layerapply's.
 func WithLimits(l layerapply.Limits) Option {
 	return func(o *options) error { o.limits = &l; return nil }
+}
+
+// WithAdd injects host files into the image after its layers, before the output is
+// finished: an init, an agent, a configuration file. Later additions win over earlier ones.
+// The default is none.
+func WithAdd(adds ...Add) Option {
+	return func(o *options) error {
+		for _, a := range adds {
+			if a.Src == "" || a.Dst == "" {
+				return fmt.Errorf("img2ext4: add %q to %q: source and destination are required", a.Src, a.Dst)
+			}
+		}
+		o.adds = append(o.adds, adds...)
+		return nil
+	}
 }
 
 func (o *options) report(ev progress.Event) {
@@ -288,11 +307,11 @@ func run(ctx context.Context, ref string, o *options, newSink func() (layerapply
 	if o.limits != nil {
 		applyOpts = append(applyOpts, layerapply.WithLimits(*o.limits))
 	}
-	if err := layerapply.Apply(ctx, sink, img, applyOpts...); err != nil {
+	if err := merge(ctx, sink, img, o, applyOpts); err != nil {
 		if a, ok := sink.(interface{ Abort() error }); ok {
 			a.Abort() // release the sink; its output is discarded
 		}
-		return nil, fmt.Errorf("apply %s: %w", ref, err)
+		return nil, err
 	}
 	fin := time.Now()
 	o.report(progress.Event{Phase: progress.PhaseFinalize, Layer: -1, Layers: len(pf.Layers()), Total: -1})
@@ -304,5 +323,24 @@ func run(ctx context.Context, ref string, o *options, newSink func() (layerapply
 	}
 	o.report(progress.Event{Phase: progress.PhaseFinalize, Layer: -1, Layers: len(pf.Layers()), Total: -1, Complete: true, Elapsed: time.Since(fin)})
 	o.report(progress.Event{Phase: progress.PhaseDone, Layer: -1, Layers: len(pf.Layers()), Total: -1, Complete: true, Elapsed: time.Since(start)})
-	return &Result{Digest: digest, Platform: v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}, Layers: len(pf.Layers())}, nil
+	return &Result{Digest: digest, Platform: v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant},
+		Layers: len(pf.Layers()), Config: cf.Config}, nil
+}
+
+// merge applies the image's layers, then the files to add, to sink.
+func merge(ctx context.Context, sink layerapply.Sink, img v1.Image, o *options, applyOpts []layerapply.Option) error {
+	m, err := layerapply.NewMerger(sink, applyOpts...)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if err := m.Apply(ctx, img); err != nil {
+		return fmt.Errorf("apply image: %w", err)
+	}
+	for _, a := range o.adds {
+		if err := addHostFiles(m, a); err != nil {
+			return err
+		}
+	}
+	return nil
 }

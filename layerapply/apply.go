@@ -30,12 +30,47 @@ import (
 // with the layer digest and entry name it concerns. Apply does not close s: the caller
 // finishes the sink (for example [Dir.Close]) once Apply has returned nil.
 func Apply(ctx context.Context, s Sink, img v1.Image, opts ...Option) error {
-	o, err := makeOptions(opts)
+	m, err := NewMerger(s, opts...)
 	if err != nil {
 		return err
 	}
-	layers := o.layers
+	defer m.Close()
+	return m.Apply(ctx, img)
+}
+
+// Merger is the merged tree of an image as it is being written to a sink. [Apply] is
+// NewMerger, [Merger.Apply] and [Merger.Close]; a caller that wants to change the result
+// before the sink is finished (inject an init binary, a CA bundle) keeps the Merger and
+// calls [Merger.Add] after Apply. A Merger is not safe for concurrent use.
+type Merger struct {
+	a      *applier
+	layers int // layers applied so far, the index of the next one
+	added  bool
+}
+
+// NewMerger returns a Merger writing to s, with an empty tree.
+func NewMerger(s Sink, opts ...Option) (*Merger, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Merger{a: &applier{
+		ctx:  context.Background(),
+		sink: s,
+		opts: o,
+		root: &node{typ: tar.TypeDir, layer: -1, upper: -1},
+		buf:  make([]byte, 256<<10),
+		hash: sha256.New(),
+	}}, nil
+}
+
+// Apply merges the layers of img, bottom first, on top of what the Merger holds. The layer
+// blobs come from [WithLayers] when it was given, from img otherwise.
+func (m *Merger) Apply(ctx context.Context, img v1.Image) error {
+	a := m.a
+	layers := a.opts.layers
 	if layers == nil {
+		var err error
 		if layers, err = img.Layers(); err != nil {
 			return fmt.Errorf("read image layers: %w", err)
 		}
@@ -48,23 +83,49 @@ func Apply(ctx context.Context, s Sink, img v1.Image, opts ...Option) error {
 	if len(diffIDs) != len(layers) {
 		return fmt.Errorf("%w: image has %d layers but its config lists %d diff_ids", ErrInvalidEntry, len(layers), len(diffIDs))
 	}
-	a := &applier{
-		ctx:  ctx,
-		sink: s,
-		opts: o,
-		root: &node{typ: tar.TypeDir, layer: -1, upper: -1},
-		buf:  make([]byte, 256<<10),
-		hash: sha256.New(),
-	}
-	defer a.close()
+	a.ctx = ctx
 	for i, l := range layers {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := a.applyLayer(i, len(layers), l, diffIDs[i]); err != nil {
+		if err := a.applyLayer(m.layers, len(layers), l, diffIDs[i]); err != nil {
 			return err
 		}
+		m.layers++
 	}
+	return nil
+}
+
+// Add applies one entry as if it stood in a new layer above everything applied so far; all
+// Add calls share that layer. The entry follows the same rules as a tar member: hdr.Name
+// resolves inside the root (symlinked parents followed, missing parents created), an
+// existing entry is replaced (a directory over a directory merges), and whiteout names are
+// honoured. For tar.TypeReg, body yields hdr.Size bytes.
+func (m *Merger) Add(hdr *tar.Header, body io.Reader) error {
+	a := m.a
+	if !m.added {
+		m.added = true
+		a.layer = m.layers
+		a.digest = "added"
+		a.pending = a.pending[:0]
+		m.layers++
+	}
+	if err := a.entry(hdr, body); err != nil {
+		return err
+	}
+	for _, h := range a.pending {
+		a.cur = h
+		if err := a.link(h, true); err != nil {
+			return a.entryErr("link", h.Name, err)
+		}
+	}
+	a.pending = a.pending[:0]
+	return nil
+}
+
+// Close releases the decompressors the Merger holds. It does not close the sink.
+func (m *Merger) Close() error {
+	m.a.close()
 	return nil
 }
 

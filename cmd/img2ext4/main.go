@@ -68,6 +68,8 @@ type config struct {
 	quiet         bool
 	version       bool
 	tmpDir        string
+	adds          []string
+	configOut     string
 	source, out   string
 }
 
@@ -89,6 +91,8 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVarP(&c.quiet, "quiet", "q", false, "print nothing but errors (same as --progress none)")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	fs.StringVar(&c.tmpDir, "tmpdir", "", "directory for downloaded blobs (default: the system temporary directory)")
+	fs.StringArrayVar(&c.adds, "add", nil, "inject a host file or directory: SRC:DST[:MODE] (repeatable)")
+	fs.StringVar(&c.configOut, "config-out", "", "write the image's launch config (entrypoint, cmd, env, ...) as JSON to FILE")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: img2ext4 [flags] SOURCE OUTPUT\n\n"+
 			"SOURCE: registry reference, oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:REF]\n"+
@@ -123,6 +127,11 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	}
 	if c.jobs < 1 {
 		return nil, usageError{fmt.Errorf("--jobs must be at least 1, got %d", c.jobs)}
+	}
+	for _, a := range c.adds {
+		if _, err := img2ext4.ParseAdd(a); err != nil {
+			return nil, usageError{err}
+		}
 	}
 	if c.out == "-" && c.format != "tar" {
 		return nil, usageError{errors.New("OUTPUT - (stdout) needs --format tar")}
@@ -180,6 +189,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if r != nil {
 		opts = append(opts, img2ext4.WithProgress(r.Func()))
 	}
+	for _, s := range c.adds {
+		a, _ := img2ext4.ParseAdd(s)
+		opts = append(opts, img2ext4.WithAdd(a))
+	}
 	var res *img2ext4.Result
 	if c.out == "-" {
 		res, err = img2ext4.ConvertTar(ctx, c.source, stdout, opts...)
@@ -188,6 +201,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if r != nil {
 		r.Close()
+	}
+	if err == nil && c.configOut != "" {
+		err = res.WriteLaunchConfig(c.configOut)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "img2ext4: %v\n", err)
