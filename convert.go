@@ -290,7 +290,7 @@ func run(ctx context.Context, ref string, o *options, newSink func() (layerapply
 	if err != nil {
 		return nil, fmt.Errorf("image config: %w", err)
 	}
-	o.report(progress.Event{Phase: progress.PhaseResolve, Layer: -1, Layers: len(cf.RootFS.DiffIDs), Total: -1, Complete: true, Elapsed: time.Since(start)})
+	// ocifetch reports the end of the resolve phase.
 	pf, err := ocifetch.Prefetch(ctx, img, fetchOpts...)
 	if err != nil {
 		return nil, err

@@ -10,9 +10,10 @@ import (
 var (
 	// ErrClosed is returned by calls on a closed Writer.
 	ErrClosed = errors.New("ext4writer: writer closed")
-	// ErrInvalidName is returned for names that are not valid slash
-	// paths ([io/fs.ValidPath]), contain NUL bytes or have elements
-	// longer than 255 bytes.
+	// ErrInvalidName is returned for names that are not unrooted slash
+	// paths without empty, "." or ".." elements (as [io/fs.ValidPath],
+	// but any bytes but NUL are allowed), or have elements longer than
+	// 255 bytes.
 	ErrInvalidName = errors.New("ext4writer: invalid name")
 	// ErrNotExist is returned when a name or its parent does not exist.
 	ErrNotExist = errors.New("ext4writer: file does not exist")

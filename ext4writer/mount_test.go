@@ -16,6 +16,16 @@ import (
 // with a working mount.
 func mountTree(t *testing.T, img string) map[string]*node {
 	t.Helper()
+	var tree map[string]*node
+	mountCheck(t, img, func(mnt string) { tree = walkTree(t, mnt) })
+	return tree
+}
+
+// mountCheck mounts img read-only at a temporary directory for the
+// duration of fn. It skips the test unless running as root with a
+// working loop mount.
+func mountCheck(t *testing.T, img string, fn func(mnt string)) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("not root: skipping loop mount")
 	}
@@ -28,6 +38,10 @@ func mountTree(t *testing.T, img string) map[string]*node {
 			t.Errorf("umount: %v: %s", err, out)
 		}
 	}()
+	fn(mnt)
+}
+
+func walkTree(t *testing.T, mnt string) map[string]*node {
 	tree := map[string]*node{}
 	err := filepath.WalkDir(mnt, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

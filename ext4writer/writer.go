@@ -155,7 +155,7 @@ func (w *Writer) check(op, name string) error {
 
 // splitPath validates name and returns the parent directory and base name.
 func (w *Writer) splitPath(name string) (*inode, string, error) {
-	if !fs.ValidPath(name) || name == "." || strings.IndexByte(name, 0) >= 0 {
+	if !validName(name) {
 		return nil, "", ErrInvalidName
 	}
 	dir := w.root
@@ -182,6 +182,21 @@ func (w *Writer) splitPath(name string) (*inode, string, error) {
 		return nil, "", ErrInvalidName
 	}
 	return dir, name, nil
+}
+
+// validName follows the rules of [fs.ValidPath] (unrooted, slash
+// separated, no empty, "." or ".." elements) but, like Linux, accepts any
+// bytes other than NUL, including invalid UTF-8.
+func validName(name string) bool {
+	if name == "" || name == "." || strings.IndexByte(name, 0) >= 0 {
+		return false
+	}
+	for _, elem := range strings.Split(name, "/") {
+		if elem == "" || elem == "." || elem == ".." || len(elem) > maxNameLen {
+			return false
+		}
+	}
+	return true
 }
 
 func encodeMode(m fs.FileMode) (uint16, error) {

@@ -1,6 +1,11 @@
 package ocifetch
 
 import (
+	"archive/tar"
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -38,5 +43,48 @@ func FuzzClassify(f *testing.F) {
 	f.Add([]byte(`{"schemaVersion":2,"config":{},"layers":[]}`), "application/json")
 	f.Fuzz(func(t *testing.T, raw []byte, mt string) {
 		classify(raw, types.MediaType(mt))
+	})
+}
+
+// FuzzIndexTar checks that any archive bytes index or fail without
+// panicking, and that every indexed file reads back at its recorded size.
+func FuzzIndexTar(f *testing.F) {
+	dir := f.TempDir()
+	seed := filepath.Join(dir, "seed.tar")
+	writeSeed := func(names []string, files map[string][]byte) []byte {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, n := range names {
+			tw.WriteHeader(&tar.Header{Name: n, Typeflag: tar.TypeReg, Size: int64(len(files[n])), Mode: 0o644})
+			tw.Write(files[n])
+		}
+		tw.WriteHeader(&tar.Header{Name: "link", Typeflag: tar.TypeSymlink, Linkname: "./a"})
+		tw.Close()
+		return buf.Bytes()
+	}
+	f.Add(writeSeed([]string{"a", "./b/c"}, map[string][]byte{"a": []byte("hello"), "./b/c": []byte("x")}))
+	f.Add([]byte{0x1f, 0x8b, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := os.WriteFile(seed, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fsys, err := indexTar(seed, dir)
+		if err != nil {
+			return
+		}
+		if fsys.shared != nil {
+			defer fsys.shared.Close()
+		}
+		for name, e := range fsys.files {
+			rc, err := fsys.open(name)
+			if err != nil {
+				t.Fatalf("open indexed %q: %v", name, err)
+			}
+			n, _ := io.Copy(io.Discard, rc)
+			rc.Close()
+			if n > e.size {
+				t.Fatalf("%q: read %d bytes, indexed size %d", name, n, e.size)
+			}
+		}
 	})
 }
