@@ -32,6 +32,7 @@ type entry struct {
 	tail     []byte // written at the end of a sparse file
 	link     string // symlink target
 	hardlink string // hard link to this earlier name
+	remove   bool   // remove name instead of creating it
 	major    uint32
 	minor    uint32
 	xattrs   map[string][]byte
@@ -71,6 +72,9 @@ func buildImage(t testing.TB, ents []entry, opts ...Option) string {
 }
 
 func addEntry(w *Writer, e entry) error {
+	if e.remove {
+		return w.Remove(e.name)
+	}
 	if e.hardlink != "" {
 		return w.Link(e.hardlink, e.name)
 	}

@@ -64,32 +64,61 @@ func contentSum(e entry) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// checkTree compares the image tree read back by debugfs with the
-// entries (applied in order, later entries replacing earlier ones).
-func checkTree(t *testing.T, ents []entry, tree map[string]*node, opts ...checkOpt) {
-	t.Helper()
-	want := map[string]entry{}
-	alias := map[string]string{} // hard link name -> first name
-	for _, e := range ents {
-		if e.hardlink != "" {
-			src := e.hardlink
-			if a, ok := alias[src]; ok {
-				src = a
-			}
-			want[e.name] = want[src]
-			alias[e.name] = src
-			continue
-		}
-		want[e.name] = e
-		delete(alias, e.name)
+// model is the expected tree: path -> file; hard links share a pointer.
+type model map[string]*entry
+
+// apply adds e the way Writer.Create and Writer.Link do.
+func (m model) apply(e entry) {
+	if e.remove {
+		m.remove(e.name)
+		return
 	}
-	links := map[string]int{}
-	for n := range want {
-		src := n
-		if a, ok := alias[n]; ok {
-			src = a
+	if e.hardlink != "" {
+		src := m[e.hardlink]
+		if old := m[e.name]; old != src {
+			m.remove(e.name)
 		}
-		links[src]++
+		m[e.name] = src
+		return
+	}
+	if old := m[e.name]; old != nil && old.mode.IsDir() && e.mode.IsDir() {
+		*old = e
+		return
+	}
+	m.remove(e.name)
+	m[e.name] = &e
+}
+
+// remove deletes name and everything below it.
+func (m model) remove(name string) {
+	delete(m, name)
+	for k := range m {
+		if strings.HasPrefix(k, name+"/") {
+			delete(m, k)
+		}
+	}
+}
+
+// checkTree compares the image tree read back with the entries (applied
+// in order, later entries replacing earlier ones).
+func checkTree(t *testing.T, ents []entry, tree map[string]*node) {
+	t.Helper()
+	m := model{}
+	for _, e := range ents {
+		m.apply(e)
+	}
+	checkModel(t, m, tree)
+}
+
+func checkModel(t *testing.T, want model, tree map[string]*node) {
+	t.Helper()
+	links := map[*entry]int{}
+	first := map[*entry]string{}
+	for n, e := range want {
+		links[e]++
+		if f, ok := first[e]; !ok || n < f {
+			first[e] = n
+		}
 	}
 	subdirs := map[string]int{}
 	for n, e := range want {
@@ -98,7 +127,8 @@ func checkTree(t *testing.T, ents []entry, tree map[string]*node, opts ...checkO
 		}
 	}
 	subdirs["."]++ // lost+found
-	for name, e := range want {
+	for name, ep := range want {
+		e := *ep
 		got := tree[name]
 		if got == nil {
 			t.Errorf("%s: missing from image", name)
@@ -120,12 +150,8 @@ func checkTree(t *testing.T, ents []entry, tree map[string]*node, opts ...checkO
 				t.Errorf("%s: %s %d.%09d, want %d.%09d", name, k, gs, gn, ws, wn)
 			}
 		}
-		src := name
-		if a, ok := alias[name]; ok {
-			src = a
-			if tree[a] == nil || tree[a].ino != got.ino {
-				t.Errorf("%s: not a hard link of %s", name, a)
-			}
+		if a := first[ep]; a != name && (tree[a] == nil || tree[a].ino != got.ino) {
+			t.Errorf("%s: not a hard link of %s", name, a)
 		}
 		switch {
 		case e.mode.IsRegular():
@@ -135,8 +161,8 @@ func checkTree(t *testing.T, ents []entry, tree map[string]*node, opts ...checkO
 			if s := contentSum(e); got.sum != s {
 				t.Errorf("%s: content differs", name)
 			}
-			if got.links != links[src] {
-				t.Errorf("%s: links %d, want %d", name, got.links, links[src])
+			if got.links != links[ep] {
+				t.Errorf("%s: links %d, want %d", name, got.links, links[ep])
 			}
 		case e.mode.IsDir():
 			wl := 2 + subdirs[name]
