@@ -21,6 +21,8 @@ import (
 type Format string
 
 const (
+	// FormatExt4 writes an ext4 filesystem image, the default.
+	FormatExt4 Format = "ext4"
 	// FormatDir writes a root filesystem directory.
 	FormatDir Format = "dir"
 	// FormatTar writes one flattened, deterministic tar.
@@ -30,10 +32,10 @@ const (
 // ParseFormat returns the Format named s.
 func ParseFormat(s string) (Format, error) {
 	switch Format(s) {
-	case FormatDir, FormatTar:
+	case FormatExt4, FormatDir, FormatTar:
 		return Format(s), nil
 	}
-	return "", fmt.Errorf("img2ext4: unknown format %q (want dir or tar)", s)
+	return "", fmt.Errorf("img2ext4: unknown format %q (want ext4, dir or tar)", s)
 }
 
 // Result describes a finished conversion.
@@ -59,13 +61,14 @@ type options struct {
 	tmpDir   string
 	limits   *layerapply.Limits
 	adds     []Add
+	ext4     Ext4Options
 }
 
 // Option configures [Convert].
 type Option func(*options) error
 
 func makeOptions(opts []Option) (*options, error) {
-	o := &options{format: FormatDir, logger: slog.New(slog.DiscardHandler)}
+	o := &options{format: FormatExt4, logger: slog.New(slog.DiscardHandler), ext4: Ext4Options{Align: DefaultAlign}}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
 			return nil, err
@@ -74,7 +77,7 @@ func makeOptions(opts []Option) (*options, error) {
 	return o, nil
 }
 
-// WithFormat selects the output format. The default is [FormatDir].
+// WithFormat selects the output format. The default is [FormatExt4].
 func WithFormat(f Format) Option {
 	return func(o *options) error {
 		if _, err := ParseFormat(string(f)); err != nil {
@@ -143,7 +146,9 @@ func (o *options) report(ev progress.Event) {
 
 // Convert resolves ref and writes its merged root filesystem to out in the chosen format.
 // out must not exist for [FormatDir] (or be an empty directory); an existing file is replaced
-// for [FormatTar]. On any error, or when ctx is cancelled, nothing new is left at out.
+// for [FormatExt4] and [FormatTar]. The output is built under a temporary name beside out
+// and renamed into place only when complete and synced: on any error, or when ctx is
+// cancelled, nothing new is left at out and an existing file there is untouched.
 func Convert(ctx context.Context, ref, out string, opts ...Option) (res *Result, err error) {
 	o, err := makeOptions(opts)
 	if err != nil {
@@ -155,8 +160,10 @@ func Convert(ctx context.Context, ref, out string, opts ...Option) (res *Result,
 	switch o.format {
 	case FormatDir:
 		return convertDir(ctx, ref, out, o)
-	default:
+	case FormatTar:
 		return convertTarFile(ctx, ref, out, o)
+	default:
+		return convertExt4(ctx, ref, out, o)
 	}
 }
 
@@ -168,7 +175,7 @@ func ConvertTar(ctx context.Context, ref string, w io.Writer, opts ...Option) (*
 		return nil, err
 	}
 	var sink *layerapply.Tar
-	res, err := run(ctx, ref, o, func() (layerapply.Sink, error) {
+	res, err := run(ctx, ref, o, func(v1.Image) (layerapply.Sink, error) {
 		s, err := layerapply.NewTar(w, o.tmpDir)
 		sink = s
 		return s, err
@@ -193,7 +200,7 @@ func convertTarFile(ctx context.Context, ref, out string, o *options) (*Result, 
 		}
 	}()
 	var sink *layerapply.Tar
-	res, err := run(ctx, ref, o, func() (layerapply.Sink, error) {
+	res, err := run(ctx, ref, o, func(v1.Image) (layerapply.Sink, error) {
 		s, err := layerapply.NewTar(f, o.tmpDir)
 		sink = s
 		return s, err
@@ -236,7 +243,7 @@ func convertDir(ctx context.Context, ref, out string, o *options) (*Result, erro
 		}
 	}()
 	var sink *layerapply.Dir
-	res, err := run(ctx, ref, o, func() (layerapply.Sink, error) {
+	res, err := run(ctx, ref, o, func(v1.Image) (layerapply.Sink, error) {
 		s, err := layerapply.NewDir(tmp)
 		sink = s
 		return s, err
@@ -268,7 +275,7 @@ func removeAll(dir string) {
 }
 
 // run does the shared part of every conversion: resolve, prefetch, apply, finish.
-func run(ctx context.Context, ref string, o *options, newSink func() (layerapply.Sink, error), finish func() error) (*Result, error) {
+func run(ctx context.Context, ref string, o *options, newSink func(v1.Image) (layerapply.Sink, error), finish func() error) (*Result, error) {
 	start := time.Now()
 	o.report(progress.Event{Phase: progress.PhaseResolve, Layer: -1, Total: -1})
 	fetchOpts := append([]ocifetch.Option{}, o.fetch...)
@@ -296,7 +303,7 @@ func run(ctx context.Context, ref string, o *options, newSink func() (layerapply
 		return nil, err
 	}
 	defer pf.Close()
-	sink, err := newSink()
+	sink, err := newSink(img)
 	if err != nil {
 		return nil, err
 	}

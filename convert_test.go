@@ -58,7 +58,7 @@ func TestConvertFromRegistry(t *testing.T) {
 
 	var phases []progress.Phase
 	out := filepath.Join(t.TempDir(), "rootfs")
-	res, err := img2ext4.Convert(ctx, ref, out, img2ext4.WithProgress(func(ev progress.Event) {
+	res, err := img2ext4.Convert(ctx, ref, out, img2ext4.WithFormat(img2ext4.FormatDir), img2ext4.WithProgress(func(ev progress.Event) {
 		if len(phases) == 0 || phases[len(phases)-1] != ev.Phase {
 			phases = append(phases, ev.Phase)
 		}
@@ -122,7 +122,7 @@ func TestConvertFromRegistry(t *testing.T) {
 func TestConvertLeavesNothingOnError(t *testing.T) {
 	bad := tartest.Image(tartest.Tar(tartest.File("ok", "1")), tartest.Tar(tartest.File("../escape", "x")))
 	ref := pushed(t, bad)
-	for _, f := range []img2ext4.Format{img2ext4.FormatDir, img2ext4.FormatTar} {
+	for _, f := range []img2ext4.Format{img2ext4.FormatExt4, img2ext4.FormatDir, img2ext4.FormatTar} {
 		t.Run(string(f), func(t *testing.T) {
 			parent := t.TempDir()
 			out := filepath.Join(parent, "out")
@@ -165,7 +165,7 @@ func TestConvertLeavesNothingOnError(t *testing.T) {
 func TestConvertRefusesNonEmptyDir(t *testing.T) {
 	out := t.TempDir()
 	os.WriteFile(filepath.Join(out, "x"), nil, 0o644)
-	_, err := img2ext4.Convert(context.Background(), "oci:testdata/hello-oci", out)
+	_, err := img2ext4.Convert(context.Background(), "oci:testdata/hello-oci", out, img2ext4.WithFormat(img2ext4.FormatDir))
 	if err == nil || !strings.Contains(err.Error(), "not empty") {
 		t.Fatalf("err = %v", err)
 	}
@@ -173,7 +173,7 @@ func TestConvertRefusesNonEmptyDir(t *testing.T) {
 
 func TestConvertOCILayout(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "r")
-	if _, err := img2ext4.Convert(context.Background(), "oci:testdata/hello-oci:latest", out); err != nil {
+	if _, err := img2ext4.Convert(context.Background(), "oci:testdata/hello-oci:latest", out, img2ext4.WithFormat(img2ext4.FormatDir)); err != nil {
 		t.Fatal(err)
 	}
 	es, _ := treesnap.Dir(out, treesnap.Options{NoXattrs: true})

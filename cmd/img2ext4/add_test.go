@@ -41,7 +41,7 @@ func TestAddAndConfigOut(t *testing.T) {
 
 	out := filepath.Join(tmp, "rootfs")
 	cfg := filepath.Join(tmp, "launch.json")
-	code, _, errOut := runCLI(t, "", "-q", "--config-out", cfg,
+	code, _, errOut := runCLI(t, "", "-q", "--format", "dir", "--config-out", cfg,
 		"--add", agent+":/bin/agent:0755",
 		"--add", confDir+":/etc/app",
 		"--add", filepath.Join(tmp, "hostname")+":etc/hostname",
@@ -83,7 +83,7 @@ func TestAddAndConfigOut(t *testing.T) {
 			t.Errorf("--add %q: exit %d, want 2", bad, code)
 		}
 	}
-	if code, _, _ := runCLI(t, "", "-q", "--add", filepath.Join(tmp, "missing")+":/x", "oci:"+lay, filepath.Join(tmp, "y")); code != 1 {
+	if code, _, _ := runCLI(t, "", "-q", "--format", "dir", "--add", filepath.Join(tmp, "missing")+":/x", "oci:"+lay, filepath.Join(tmp, "y")); code != 1 {
 		t.Errorf("missing add source: exit %d, want 1", code)
 	}
 	if _, err := os.Stat(filepath.Join(tmp, "y")); err == nil {

@@ -1,12 +1,12 @@
-// Command img2ext4 turns a container image into a root filesystem directory or a flattened
-// tar, with no container engine and no root privileges.
+// Command img2ext4 turns a container image into an ext4 filesystem image, a root filesystem
+// directory or a flattened tar, with no container engine and no root privileges.
 //
 //	img2ext4 [flags] SOURCE OUTPUT
 //
 // SOURCE is a registry reference ("alpine:3.20", "docker://host:5000/app@sha256:…",
 // "http://127.0.0.1:5000/app:1"), "oci:DIR[:TAG]", "oci-archive:FILE[:TAG]" or
-// "docker-archive:FILE[:REF]". OUTPUT is a directory for --format dir, or a file ("-" for
-// standard output) for --format tar.
+// "docker-archive:FILE[:REF]". OUTPUT is the image file for --format ext4 (the default), a
+// directory for --format dir, or a file ("-" for standard output) for --format tar.
 package main
 
 import (
@@ -70,6 +70,7 @@ type config struct {
 	tmpDir        string
 	adds          []string
 	configOut     string
+	ext4          img2ext4.Ext4Options
 	source, out   string
 }
 
@@ -80,7 +81,16 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	c := &config{}
 	fs := pflag.NewFlagSet("img2ext4", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.format, "format", "dir", "output format: dir or tar")
+	fs.StringVar(&c.format, "format", "ext4", "output format: ext4, dir or tar")
+	c.ext4.Align = img2ext4.DefaultAlign
+	fs.Var(sizeValue{&c.ext4.Size}, "size", "ext4: exact image size (e.g. 2G); default: the smallest that fits")
+	fs.Var(freeValue{&c.ext4.FreeBytes, &c.ext4.FreePercent}, "free", "ext4: extra free space, a size (512M) or a percentage of the content (20%)")
+	fs.Var(sizeValue{&c.ext4.Align}, "align", "ext4: round the image size up to a multiple of this (default 2M; 4096 for none)")
+	fs.Uint32Var(&c.ext4.Inodes, "inodes", 0, "ext4: number of inodes (default: mke2fs's ratio)")
+	fs.StringVar(&c.ext4.Label, "label", "", "ext4: volume label")
+	fs.StringVar(&c.ext4.UUID, "uuid", "", "ext4: filesystem UUID (default: derived from the image digest)")
+	fs.BoolVar(&c.ext4.NoJournal, "no-journal", false, "ext4: leave out the journal")
+	fs.BoolVar(&c.ext4.ReadOnly, "read-only", false, "ext4: set the read-only feature (the kernel mounts it read-only)")
 	fs.Var(&c.platform, "platform", "platform to pick from a multi-platform image (default linux/<host arch>)")
 	fs.StringVar(&c.username, "username", "", "registry user name (use with --password-stdin)")
 	fs.BoolVar(&c.passwordStdin, "password-stdin", false, "read the registry password from standard input")
@@ -96,7 +106,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: img2ext4 [flags] SOURCE OUTPUT\n\n"+
 			"SOURCE: registry reference, oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:REF]\n"+
-			"OUTPUT: a directory (--format dir) or a file, - for stdout (--format tar)\n\nFlags:\n")
+			"OUTPUT: an ext4 image file (default), a directory (--format dir) or a tar file, - for stdout (--format tar)\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -132,6 +142,9 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 		if _, err := img2ext4.ParseAdd(a); err != nil {
 			return nil, usageError{err}
 		}
+	}
+	if err := c.ext4.Validate(); err != nil && c.format == "ext4" {
+		return nil, usageError{err}
 	}
 	if c.out == "-" && c.format != "tar" {
 		return nil, usageError{errors.New("OUTPUT - (stdout) needs --format tar")}
@@ -186,6 +199,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		r = progress.NewRenderer(stderr, mode)
 	}
 	opts := []img2ext4.Option{img2ext4.WithFormat(img2ext4.Format(c.format)), img2ext4.WithFetchOptions(fetch...), img2ext4.WithTempDir(c.tmpDir)}
+	if c.format == "ext4" {
+		opts = append(opts, img2ext4.WithExt4(c.ext4))
+	}
 	if r != nil {
 		opts = append(opts, img2ext4.WithProgress(r.Func()))
 	}

@@ -64,7 +64,7 @@ func TestUsage(t *testing.T) {
 
 func TestConvertDirAndTar(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rootfs")
-	code, _, errOut := runCLI(t, "", "--progress", "json", "oci:"+hello+":latest", dir)
+	code, _, errOut := runCLI(t, "", "--format", "dir", "--progress", "json", "oci:"+hello+":latest", dir)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -106,13 +106,13 @@ func TestPasswordStdin(t *testing.T) {
 	t.Setenv("REGISTRY_AUTH_FILE", filepath.Join(t.TempDir(), "none.json"))
 
 	out := filepath.Join(t.TempDir(), "r")
-	if code, _, errOut := runCLI(t, "s3cret-pw\n", "-q", "--username", "alice", "--password-stdin", ref, out); code != 0 {
+	if code, _, errOut := runCLI(t, "s3cret-pw\n", "-q", "--format", "dir", "--username", "alice", "--password-stdin", ref, out); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	if b, _ := os.ReadFile(filepath.Join(out, "secret-file")); string(b) != "ok" {
 		t.Errorf("secret-file = %q", b)
 	}
-	code, _, errOut := runCLI(t, "wrong-pw\n", "-q", "--username", "alice", "--password-stdin", ref, filepath.Join(t.TempDir(), "r2"))
+	code, _, errOut := runCLI(t, "wrong-pw\n", "-q", "--format", "dir", "--username", "alice", "--password-stdin", ref, filepath.Join(t.TempDir(), "r2"))
 	if code != 1 {
 		t.Fatalf("wrong password: exit %d", code)
 	}

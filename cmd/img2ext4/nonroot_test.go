@@ -58,7 +58,7 @@ func TestNonRoot(t *testing.T) {
 		return nil
 	})
 	out := filepath.Join(work, "rootfs")
-	cmd := exec.Command(bin, "-q=false", "--progress", "none", "oci:"+lay, out)
+	cmd := exec.Command(bin, "--format", "dir", "--progress", "none", "oci:"+lay, out)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	cmd.Env = append(os.Environ(), "TMPDIR="+work, "HOME="+work)
 	stderr, err := cmd.CombinedOutput()
