@@ -32,8 +32,11 @@ const (
 	maxConfigSize   = 64 << 20 // image configs
 	maxIndexDepth   = 4        // nested indexes
 	maxArchiveFiles = 1 << 20  // entries in an oci-archive or docker-archive tar
-	maxArchiveSize  = 1 << 40  // decompressed size of a compressed archive
 )
+
+// maxArchiveSize caps the decompressed size of a compressed archive; a
+// variable so that fuzzing can lower it.
+var maxArchiveSize int64 = 1 << 40
 
 type options struct {
 	platform      v1.Platform

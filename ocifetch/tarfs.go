@@ -74,7 +74,7 @@ func decompressArchive(f *os.File, tempDir string) (*os.File, error) {
 	os.Remove(tmp.Name())
 	n, err := io.Copy(tmp, io.LimitReader(zr, maxArchiveSize+1))
 	if err == nil && n > maxArchiveSize {
-		err = fmt.Errorf("%w: archive decompresses to more than %d bytes", ErrLimit, int64(maxArchiveSize))
+		err = fmt.Errorf("%w: archive decompresses to more than %d bytes", ErrLimit, maxArchiveSize)
 	}
 	if err == nil {
 		_, err = tmp.Seek(0, io.SeekStart)
