@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -43,7 +44,10 @@ type Prefetcher struct {
 // [WithTempDir]. Each blob is checked against its layer's digest and size as
 // it is written. Download progress goes to [WithProgress]. Prefetch returns
 // as soon as the downloads have started; ctx bounds them and the waits in the
-// layers' Compressed methods. The first failing download cancels the others.
+// layers' Compressed methods. A download failing for a transient reason (a
+// network error or a truncated stream) is tried up to three times in all;
+// one failing for good (digest or size mismatch, missing blob, refused
+// credentials) cancels the others.
 // The caller must call [Prefetcher.Close].
 //
 // Layers of images from [Image] are downloaded under ctx; other layers are
@@ -166,8 +170,7 @@ func (l *prefetchLayer) finish(gctx context.Context) {
 	})
 }
 
-// download copies the verified blob to the layer's temporary file. The file
-// only appears under its final name once complete.
+// download fetches the layer's blob, retrying transient failures.
 func (l *prefetchLayer) download(ctx context.Context, rep *reporter, layers int) (err error) {
 	defer func() {
 		if err != nil {
@@ -175,6 +178,46 @@ func (l *prefetchLayer) download(ctx context.Context, rep *reporter, layers int)
 			l.err = err
 		}
 	}()
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		err = l.fetchOnce(ctx, rep, layers, start)
+		if err == nil || attempt == downloadAttempts || !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		t := time.NewTimer(retryDelay << (attempt - 1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// Download retries: attempts in all, and the delay before the first retry,
+// doubled for each further one.
+const (
+	downloadAttempts = 3
+	retryDelay       = 200 * time.Millisecond
+)
+
+// retryable reports whether a failed download may succeed if tried again:
+// not after a verification failure, a missing blob, refused credentials or
+// a local file error.
+func retryable(err error) bool {
+	var pathErr *fs.PathError
+	var linkErr *os.LinkError
+	for _, permanent := range []error{ErrDigestMismatch, ErrSizeMismatch, ErrNotFound, ErrUnauthorized, ErrUnsupportedMediaType, ErrLimit, context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, permanent) {
+			return false
+		}
+	}
+	return !errors.As(err, &pathErr) && !errors.As(err, &linkErr)
+}
+
+// fetchOnce copies the verified blob to the layer's temporary file. The
+// file only appears under its final name once complete.
+func (l *prefetchLayer) fetchOnce(ctx context.Context, rep *reporter, layers int, start time.Time) (err error) {
 	var rc io.ReadCloser
 	if ro, ok := l.Layer.(rawOpener); ok {
 		rc, err = ro.openRaw(ctx)
@@ -208,7 +251,7 @@ func (l *prefetchLayer) download(ctx context.Context, rep *reporter, layers int)
 	pw := &progressWriter{w: f, rep: rep, ev: progress.Event{
 		Phase: progress.PhaseDownload, Layer: l.index, Layers: layers,
 		Digest: l.desc.Digest.String(), Total: l.desc.Size,
-	}, start: time.Now()}
+	}, start: start}
 	buf := make([]byte, 256<<10)
 	if _, err = io.CopyBuffer(pw, ctxReader{ctx: ctx, r: vr}, buf); err != nil {
 		if ctx.Err() != nil {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -299,5 +301,76 @@ func TestOptionsValidate(t *testing.T) {
 	o, err := makeOptions(nil)
 	if err != nil || o.jobs != DefaultJobs || o.platform.OS != "linux" || o.userAgent != DefaultUserAgent {
 		t.Errorf("defaults %+v, %v", o, err)
+	}
+}
+
+func TestPrefetchRetry(t *testing.T) {
+	isolateCredentials(t)
+	img := randomImage(t, 8192, 3, nil)
+	cfg, _ := img.ConfigName()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	_, host := newRegistry(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") || strings.HasSuffix(r.URL.Path, cfg.String()) {
+				h.ServeHTTP(w, r)
+				return
+			}
+			mu.Lock()
+			seen[r.URL.Path]++
+			first := seen[r.URL.Path] == 1
+			mu.Unlock()
+			if !first {
+				h.ServeHTTP(w, r)
+				return
+			}
+			// First try: declare the full length, send half, drop the connection.
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			body := rec.Body.Bytes()
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			w.WriteHeader(http.StatusOK)
+			w.Write(body[:len(body)/2])
+		})
+	})
+	push(t, host+"/flaky:1", img)
+	ri, err := Image(ctxBG, host+"/flaky:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Prefetch(ctxBG, ri, WithTempDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	sameLayers(t, img, p.Layers())
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 3 {
+		t.Errorf("%d blobs fetched, want 3", len(seen))
+	}
+	for path, n := range seen {
+		if n != 2 {
+			t.Errorf("%s fetched %d times, want 2", path, n)
+		}
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&SizeError{Size: 10, Got: 5}, true},
+		{io.ErrUnexpectedEOF, true},
+		{&SizeError{Size: 10, Got: 11}, false},
+		{&DigestError{}, false},
+		{ErrNotFound, false},
+		{context.Canceled, false},
+		{&os.PathError{Op: "open", Path: "x", Err: os.ErrNotExist}, false},
+	} {
+		if got := retryable(tc.err); got != tc.want {
+			t.Errorf("retryable(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }
