@@ -66,10 +66,10 @@ func TestReplaceAndFragment(t *testing.T) {
 		{name: "keep", hardlink: "a/b/x"},
 		{name: "a", mode: fs.ModeDir | 0o700, uid: 9, mtime: time.Unix(5, 0)}, // metadata only
 		{name: "a/b", remove: true},
-		{name: "f2", mode: fs.ModeDir | 0o755},          // file -> dir
+		{name: "f2", mode: fs.ModeDir | 0o755}, // file -> dir
 		{name: "f2/inner", mode: 0o600, data: []byte("inner")},
 		{name: "f3", mode: fs.ModeSymlink | 0o777, link: "f2/inner"}, // file -> symlink
-		{name: "a", mode: 0o644, data: []byte("dir became a file")},   // dir -> file
+		{name: "a", mode: 0o644, data: []byte("dir became a file")},  // dir -> file
 		{name: "lnk", hardlink: "keep"},
 		{name: "keep", mode: 0o644, data: []byte("new keep")}, // replacing one name keeps the other
 		{name: "sub", mode: fs.ModeDir | 0o755},
