@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/img2ext4/img2ext4/internal/ruletest"
 	"github.com/img2ext4/img2ext4/internal/tartest"
 	"github.com/img2ext4/img2ext4/layerapply"
 )
@@ -15,9 +16,9 @@ import (
 // them, but must not panic, must respect its limits, and must never touch anything outside
 // the destination.
 func FuzzApply(f *testing.F) {
-	for _, tc := range ruleCases {
-		for _, l := range tc.layers {
-			f.Add(tartest.Tar(l...))
+	for _, tc := range ruletest.Cases {
+		for _, l := range tc.Tars() {
+			f.Add(l)
 		}
 	}
 	f.Add([]byte{})
