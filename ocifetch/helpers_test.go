@@ -23,7 +23,7 @@ import (
 )
 
 // newRegistry returns a loopback registry; wrap may put a handler around it.
-func newRegistry(t *testing.T, wrap func(http.Handler) http.Handler) (*httptest.Server, string) {
+func newRegistry(t testing.TB, wrap func(http.Handler) http.Handler) (*httptest.Server, string) {
 	t.Helper()
 	var h http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	if wrap != nil {
@@ -79,7 +79,7 @@ func multiPlatformIndex(t *testing.T, platforms ...v1.Platform) (v1.ImageIndex, 
 }
 
 // push writes img to ref on a test registry.
-func push(t *testing.T, ref string, img v1.Image) {
+func push(t testing.TB, ref string, img v1.Image) {
 	t.Helper()
 	r, err := name.ParseReference(ref)
 	if err != nil {

@@ -252,8 +252,9 @@ func (l *prefetchLayer) fetchOnce(ctx context.Context, rep *reporter, layers int
 		Phase: progress.PhaseDownload, Layer: l.index, Layers: layers,
 		Digest: l.desc.Digest.String(), Total: l.desc.Size,
 	}, start: start}
-	buf := make([]byte, 256<<10)
-	if _, err = io.CopyBuffer(pw, ctxReader{ctx: ctx, r: vr}, buf); err != nil {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	if _, err = io.CopyBuffer(pw, ctxReader{ctx: ctx, r: vr}, *bp); err != nil {
 		if ctx.Err() != nil {
 			err = context.Cause(ctx)
 		}
@@ -318,6 +319,12 @@ func (l *prefetchLayer) Size() (int64, error) { return l.desc.Size, nil }
 
 // MediaType returns the layer's media type.
 func (l *prefetchLayer) MediaType() (types.MediaType, error) { return l.desc.MediaType, nil }
+
+// copyBufs holds the buffers downloads copy through.
+var copyBufs = sync.Pool{New: func() any {
+	b := make([]byte, 256<<10)
+	return &b
+}}
 
 // ctxReader fails reads once ctx is done.
 type ctxReader struct {
