@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/img2ext4/img2ext4/internal/tartest"
+)
+
+// TestSignalLeavesNothing interrupts a real conversion in the middle (its last layer's
+// download never finishes) with SIGTERM and SIGINT: the process must exit non-zero and
+// leave neither the output nor any temporary file, and an existing output stays as it was.
+func TestSignalLeavesNothing(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go tool not found")
+	}
+	bin := filepath.Join(t.TempDir(), "img2ext4")
+	if out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	l1 := tartest.Tar(tartest.File("a", strings.Repeat("a", 1<<20)))
+	l2 := tartest.Tar(tartest.File("b", "b"))
+	img := tartest.Image(l1, l2)
+	layers, _ := img.Layers()
+	stalled, _ := layers[1].Digest()
+
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+stalled.String()) {
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+			<-r.Context().Done() // never send the body
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	ref := u.Host + "/slow/img:1"
+	r, _ := name.ParseReference(ref)
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		for _, format := range []string{"ext4", "dir", "tar"} {
+			t.Run(sig.String()+"/"+format, func(t *testing.T) {
+				work := t.TempDir()
+				tmpdir := t.TempDir()
+				out := filepath.Join(work, "out")
+				existing := format != "dir"
+				if existing {
+					os.WriteFile(out, []byte("old"), 0o644)
+				}
+				var stderr bytes.Buffer
+				cmd := exec.Command(bin, "--format", format, "--progress", "plain", ref, out)
+				cmd.Env = append(os.Environ(), "TMPDIR="+tmpdir)
+				cmd.Stderr = &stderr
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				// Wait until the first layer is applied, so the output is half written.
+				deadline := time.Now().Add(20 * time.Second)
+				for !strings.Contains(stderr.String(), "applied") && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				if !strings.Contains(stderr.String(), "applied") {
+					cmd.Process.Kill()
+					t.Fatalf("conversion never got going: %s", stderr.String())
+				}
+				cmd.Process.Signal(sig)
+				done := make(chan error, 1)
+				go func() { done <- cmd.Wait() }()
+				select {
+				case err := <-done:
+					if err == nil {
+						t.Fatal("interrupted run exited 0")
+					}
+				case <-time.After(20 * time.Second):
+					cmd.Process.Kill()
+					t.Fatal("did not stop on the signal")
+				}
+				entries, _ := os.ReadDir(work)
+				var names []string
+				for _, e := range entries {
+					names = append(names, e.Name())
+				}
+				if existing {
+					if b, _ := os.ReadFile(out); string(b) != "old" || len(names) != 1 {
+						t.Errorf("existing output changed or temp files left: %v %q", names, b)
+					}
+				} else if len(names) != 0 {
+					t.Errorf("left behind: %v", names)
+				}
+				if left, _ := os.ReadDir(tmpdir); len(left) != 0 {
+					t.Errorf("temporary blobs left in TMPDIR: %v", left)
+				}
+			})
+		}
+	}
+}
