@@ -33,9 +33,20 @@
 // while it is read: a mismatch gives a [*DigestError] or a [*SizeError] at the
 // end of the stream, so readers must read to EOF and check the error.
 // [Prefetch] downloads all layer blobs of an image in parallel to temporary
-// files, reporting [progress.PhaseDownload] events, and hands the layers back
-// in order for the caller to apply one after the other.
+// files, retrying transient failures and reporting [progress.PhaseDownload]
+// events, and hands the layers back in order for the caller to apply one
+// after the other.
 //
-// The package stops at compressed blobs: decompressing and applying layers is
-// the job of package layerapply.
+// Errors name the operation and object ("fetch layer sha256:…: …"); callers
+// branch on the sentinels ([ErrNotFound], [ErrUnauthorized], [ErrPlatform],
+// [ErrDigestMismatch], [ErrTruncated], …) with [errors.Is] and read the
+// typed errors ([*DigestError], [*SizeError], [*PlatformError]) with
+// [errors.As]. Manifests (8 MiB), configs (64 MiB), index nesting (4),
+// archive entries (2^20) and the decompressed size of compressed archives
+// (1 TiB) are capped, with [ErrLimit] beyond.
+//
+// The package stops at verified compressed blobs. Its layers' Uncompressed
+// methods decompress gzip and zstd for convenience without checking the
+// DiffID; applying layers, and checking DiffIDs while doing so, is the job of
+// package layerapply.
 package ocifetch
