@@ -333,7 +333,7 @@ func (w *Writer) Create(name string, f *File) error {
 			return w.err
 		}
 	}
-	parent.dir.children[base] = in
+	parent.dir.children[strings.Clone(base)] = in
 	w.ninodes++
 	if mode&disk.SIFMT == disk.SIFREG && in.size > 0 {
 		w.cur, w.curName, w.remaining, w.lblk, w.blkN = in, name, in.size, 0, 0
@@ -445,7 +445,7 @@ func (w *Writer) Link(oldname, newname string) error {
 		return opErr("link", newname, ErrTooManyLinks)
 	}
 	op.nlink++
-	parent.dir.children[base] = op
+	parent.dir.children[strings.Clone(base)] = op
 	return nil
 }
 

@@ -1,0 +1,24 @@
+//go:build slow
+
+package ext4writer
+
+import (
+	"os"
+	"testing"
+)
+
+// TestHugeDir puts one million entries in one directory, which needs a
+// two-level htree. Run with -tags slow.
+func TestHugeDir(t *testing.T) {
+	needTools(t)
+	const n = 1000000
+	ents := bigDirEntries(n)
+	img := buildImage(t, ents, WithInodeRatio(4096))
+	fsck(t, img)
+	if got := countLs(t, img, "/d"); got != n {
+		t.Errorf("debugfs lists %d entries, want %d", got, n)
+	}
+	if os.Geteuid() == 0 {
+		checkTree(t, ents, mountTree(t, img))
+	}
+}
