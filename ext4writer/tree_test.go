@@ -211,7 +211,6 @@ func checkModel(t *testing.T, want model, tree map[string]*node) {
 	}
 }
 
-
 // normACL zeroes the ids of ACL entries that carry none; e2fsprogs reads
 // them back as 0.
 func normACL(v []byte) []byte {
