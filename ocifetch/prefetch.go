@@ -234,6 +234,14 @@ func (l *prefetchLayer) fetchOnce(ctx context.Context, rep *reporter, layers int
 			rc.Close()
 		}
 	}()
+	// A connection that goes quiet is closed, so that the attempt fails
+	// (and may be retried) instead of hanging.
+	var stalled atomic.Bool
+	watchdog := time.AfterFunc(stallTimeout, func() {
+		stalled.Store(true)
+		rc.Close()
+	})
+	defer watchdog.Stop()
 	vr, err := verify(rc, l.desc)
 	if err != nil {
 		return err
@@ -254,9 +262,12 @@ func (l *prefetchLayer) fetchOnce(ctx context.Context, rep *reporter, layers int
 	}, start: start}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	if _, err = io.CopyBuffer(pw, ctxReader{ctx: ctx, r: vr}, *bp); err != nil {
-		if ctx.Err() != nil {
+	if _, err = io.CopyBuffer(pw, ctxReader{ctx: ctx, r: vr, watchdog: watchdog}, *bp); err != nil {
+		switch {
+		case ctx.Err() != nil:
 			err = context.Cause(ctx)
+		case stalled.Load():
+			err = fmt.Errorf("%w: no data for %s", errStalled, stallTimeout)
 		}
 		return err
 	}
@@ -326,17 +337,30 @@ var copyBufs = sync.Pool{New: func() any {
 	return &b
 }}
 
-// ctxReader fails reads once ctx is done.
+// stallTimeout is how long a download may go without receiving a byte; a
+// variable so that tests can shorten it.
+var stallTimeout = 2 * time.Minute
+
+// errStalled reports a download that stopped receiving data.
+var errStalled = errors.New("ocifetch: download stalled")
+
+// ctxReader fails reads once ctx is done and pushes back the watchdog
+// whenever data arrives.
 type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
+	ctx      context.Context
+	r        io.Reader
+	watchdog *time.Timer
 }
 
 func (c ctxReader) Read(b []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return c.r.Read(b)
+	n, err := c.r.Read(b)
+	if n > 0 {
+		c.watchdog.Reset(stallTimeout)
+	}
+	return n, err
 }
 
 // reporter serialises progress callbacks. Intermediate events are dropped

@@ -374,3 +374,41 @@ func TestRetryable(t *testing.T) {
 		}
 	}
 }
+
+func TestPrefetchStall(t *testing.T) {
+	isolateCredentials(t)
+	defer func(old time.Duration) { stallTimeout = old }(stallTimeout)
+	stallTimeout = 100 * time.Millisecond
+	img := randomImage(t, 1024, 1, nil)
+	cfg, _ := img.ConfigName()
+	var gets atomic.Int32
+	_, host := newRegistry(t, func(h http.Handler) http.Handler {
+		stall := stallBlobs(make(chan struct{}, 1))(h)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, cfg.String()) {
+				h.ServeHTTP(w, r)
+				return
+			}
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
+				gets.Add(1)
+			}
+			stall.ServeHTTP(w, r)
+		})
+	})
+	push(t, host+"/stall:1", img)
+	ri, err := Image(ctxBG, host+"/stall:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Prefetch(ctxBG, ri, WithTempDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.Layers()[0].Compressed(); !errors.Is(err, errStalled) {
+		t.Fatalf("err = %v, want a stall", err)
+	}
+	if n := gets.Load(); n != downloadAttempts {
+		t.Errorf("%d attempts, want %d", n, downloadAttempts)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -66,6 +67,7 @@ func newRegistrySource(ctx context.Context, r reference, o *options) (*registryS
 	}
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.TLSClientConfig = tlsConf
+	base.ResponseHeaderTimeout = responseHeaderTimeout
 
 	policy := &schemePolicy{
 		inner:      base,
@@ -200,6 +202,9 @@ func (s *registrySource) openBlob(ctx context.Context, desc v1.Descriptor) (io.R
 	}
 	return resp.Body, nil
 }
+
+// responseHeaderTimeout bounds the wait for a registry's answer to a request.
+const responseHeaderTimeout = 2 * time.Minute
 
 // schemePolicy refuses plain HTTP to the registry host unless allowed, and
 // TLS when the reference asked for plain HTTP.
