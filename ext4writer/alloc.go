@@ -147,3 +147,33 @@ func (a *allocator) release(r run) {
 		a.free = a.free[:i]
 	}
 }
+
+// allocContig returns n contiguous blocks: the first free run large
+// enough, else from the cursor, giving any gap it jumps over to the
+// free list.
+func (a *allocator) allocContig(n uint64) (uint64, bool) {
+	for i, r := range a.free {
+		if r.n >= n {
+			a.free[i].start += n
+			a.free[i].n -= n
+			if a.free[i].n == 0 {
+				a.free = slices.Delete(a.free, i, i+1)
+			}
+			return r.start, true
+		}
+	}
+	c := a.skipEnd(a.cursor)
+	if next := nextBackup(c/blocksPerGroup) * blocksPerGroup; c+n > next {
+		if n > next-c && a.skipEnd(next)+n <= next+blocksPerGroup {
+			gap := run{c, next - c}
+			c = a.skipEnd(next)
+			a.cursor = c
+			a.release(gap)
+		}
+	}
+	if c+n > a.limit {
+		return 0, false
+	}
+	a.cursor = c + n
+	return c, true
+}

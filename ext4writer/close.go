@@ -127,37 +127,11 @@ func (w *Writer) plan(inodes []*inode, groups uint64, ipg uint32, jblocks uint64
 	itb := uint64(ipg) * disk.InodeSize / blockSize
 	l.it = make([]uint64, groups)
 	for g := range groups {
-		runs, ok := a.allocRuns(itb, nil)
+		start, ok := a.allocContig(itb)
 		if !ok {
 			return nil, fail()
 		}
-		if len(runs) != 1 {
-			// an inode table must be contiguous: give back and retry from the cursor
-			for _, r := range runs {
-				a.release(r)
-			}
-			free := a.free
-			a.free = nil
-			runs, ok = a.allocRuns(itb, nil)
-			a.free = free
-			if !ok {
-				return nil, fail()
-			}
-			if len(runs) != 1 {
-				c := a.skipEnd(runs[len(runs)-1].start)
-				for _, r := range runs {
-					a.release(r)
-				}
-				a.free, free = nil, a.free
-				a.cursor = max(a.cursor, c)
-				runs, ok = a.allocRuns(itb, nil)
-				a.free = free
-				if !ok || len(runs) != 1 {
-					return nil, fail()
-				}
-			}
-		}
-		l.it[g] = runs[0].start
+		l.it[g] = start
 	}
 	g := w.dirGeom()
 	for _, in := range inodes {
