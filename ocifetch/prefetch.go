@@ -45,7 +45,8 @@ type Prefetcher struct {
 // it is written. Download progress goes to [WithProgress]. Prefetch returns
 // as soon as the downloads have started; ctx bounds them and the waits in the
 // layers' Compressed methods. A download failing for a transient reason (a
-// network error or a truncated stream) is tried up to three times in all;
+// network error, a truncated stream, or two minutes without data) is tried
+// up to three times in all;
 // one failing for good (digest or size mismatch, missing blob, refused
 // credentials) cancels the others.
 // The caller must call [Prefetcher.Close].
