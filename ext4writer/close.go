@@ -229,7 +229,8 @@ func (w *Writer) finish() (*layout, error) {
 		if o.journal {
 			jblocks = max(jblocks, disk.JournalBlocks(t), 1024)
 		}
-		want := used + uint64(o.freeInodes)
+		// free space asked for comes with inodes at the inode ratio
+		want := used + uint64(o.freeInodes) + uint64(o.freeSpace/o.inodeRatio)
 		if o.inodeCount > 0 {
 			if uint64(o.inodeCount) < used {
 				return nil, opErr("close", "", fmt.Errorf("%w: need %d, have %d", ErrTooManyInodes, used, o.inodeCount))

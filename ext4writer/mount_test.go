@@ -122,3 +122,54 @@ func TestMountAllTypes(t *testing.T) {
 		})
 	}
 }
+
+// TestMountReadWrite lets the kernel use the image read-write (journal,
+// allocators, htree splits, xattr changes) and checks e2fsck still finds
+// it clean afterwards.
+func TestMountReadWrite(t *testing.T) {
+	needTools(t)
+	if os.Geteuid() != 0 {
+		t.Skip("not root")
+	}
+	ents := append(allTypes(), bigDirEntries(5000)...)
+	for _, tc := range []struct {
+		name string
+		opts []Option
+	}{{"default", []Option{WithFreeSpace(32 << 20)}}, {"legacy", []Option{WithLegacy(), WithFreeSpace(32 << 20)}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			img := buildImage(t, ents, tc.opts...)
+			mnt := t.TempDir()
+			if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
+				t.Skipf("mount failed: %v: %s", err, out)
+			}
+			mounted := true
+			defer func() {
+				if mounted {
+					exec.Command("umount", mnt).Run()
+				}
+			}()
+			for i := range 1500 {
+				if err := os.WriteFile(filepath.Join(mnt, "d", "new-"+strings.Repeat("x", i%50)+string(rune('a'+i%26))+strings.Repeat("y", i/26)), []byte("data"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.RemoveAll(filepath.Join(mnt, "bin")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(mnt, "grow"), make([]byte, 8<<20), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Setxattr(filepath.Join(mnt, "x"), "user.added", []byte("new value"), 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Removexattr(filepath.Join(mnt, "x"), "user.attra"); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+				t.Fatalf("umount: %v: %s", err, out)
+			}
+			mounted = false
+			fsck(t, img)
+		})
+	}
+}

@@ -201,7 +201,8 @@ func WithMaxSize(n int64) Option {
 }
 
 // WithFreeSpace asks for at least n bytes of free blocks in a minimal
-// image. The default is 0. It is ignored with [WithSize].
+// image, and for one free inode per inode-ratio bytes of it. The default
+// is 0. It is ignored with [WithSize].
 func WithFreeSpace(n int64) Option {
 	return func(o *options) error {
 		if n < 0 {
