@@ -183,47 +183,57 @@ func ConvertTar(ctx context.Context, ref string, w io.Writer, opts ...Option) (*
 	return res, err
 }
 
-func convertTarFile(ctx context.Context, ref, out string, o *options) (*Result, error) {
+func convertTarFile(ctx context.Context, ref, out string, o *options) (res *Result, err error) {
+	err = createAtomic(out, "tar", func(f *os.File) error {
+		var sink *layerapply.Tar
+		res, err = run(ctx, ref, o, func(v1.Image) (layerapply.Sink, error) {
+			s, err := layerapply.NewTar(f, o.tmpDir)
+			sink = s
+			return s, err
+		}, func() error { return sink.Close() })
+		return err
+	})
+	return res, err
+}
+
+// createAtomic writes the file out through a temporary file beside it: fill writes the
+// content, then the file is synced, made 0644 and renamed over out, and the directory is
+// synced. When fill or any of that fails, the temporary file is removed and an existing
+// out stays untouched.
+func createAtomic(out, what string, fill func(f *os.File) error) error {
 	if st, err := os.Stat(out); err == nil && st.IsDir() {
-		return nil, fmt.Errorf("write tar %s: is a directory", out)
+		return fmt.Errorf("write %s %s: is a directory", what, out)
 	}
-	f, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".img2ext4-*")
+	dir := filepath.Dir(out)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(out)+".img2ext4-*")
 	if err != nil {
-		return nil, fmt.Errorf("write tar %s: %w", out, err)
+		return fmt.Errorf("write %s %s: %w", what, out, err)
 	}
 	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	var sink *layerapply.Tar
-	res, err := run(ctx, ref, o, func(v1.Image) (layerapply.Sink, error) {
-		s, err := layerapply.NewTar(f, o.tmpDir)
-		sink = s
-		return s, err
-	}, func() error {
-		if err := sink.Close(); err != nil {
-			return err
-		}
-		if err := f.Sync(); err != nil {
-			return err
-		}
-		return f.Close()
-	})
+	if err := fill(f); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp, out)
+	}
 	if err != nil {
-		return nil, err
+		os.Remove(tmp)
+		return fmt.Errorf("write %s %s: %w", what, out, err)
 	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		return nil, fmt.Errorf("write tar %s: %w", out, err)
+	if d, err := os.Open(dir); err == nil {
+		d.Sync() // make the rename durable
+		d.Close()
 	}
-	if err := os.Rename(tmp, out); err != nil {
-		return nil, fmt.Errorf("write tar %s: %w", out, err)
-	}
-	ok = true
-	return res, nil
+	return nil
 }
 
 func convertDir(ctx context.Context, ref, out string, o *options) (*Result, error) {

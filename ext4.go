@@ -153,80 +153,47 @@ func estimate(img v1.Image) int64 {
 	return n
 }
 
-func convertExt4(ctx context.Context, ref, out string, o *options) (*Result, error) {
-	if st, err := os.Stat(out); err == nil && st.IsDir() {
-		return nil, fmt.Errorf("write image %s: is a directory", out)
-	}
-	dir := filepath.Dir(out)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(out)+".img2ext4-*")
-	if err != nil {
-		return nil, fmt.Errorf("write image %s: %w", out, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
+func convertExt4(ctx context.Context, ref, out string, o *options) (res *Result, err error) {
 	e := o.ext4
-	var w *ext4writer.Writer
-	res, err := run(ctx, ref, o, func(img v1.Image) (layerapply.Sink, error) {
-		need := estimate(img)
-		if e.Size > 0 {
-			need = e.Size
-		}
-		if err := checkSpace(dir, need); err != nil {
-			return nil, err
-		}
-		digest, err := img.Digest()
-		if err != nil {
-			return nil, err
-		}
-		wopts, err := e.writerOptions(digest.String())
-		if err != nil {
-			return nil, err
-		}
-		if w, err = ext4writer.New(f, wopts...); err != nil {
-			return nil, err
-		}
-		return &ext4Sink{w: w}, nil
-	}, func() error {
-		if e.Size == 0 {
-			min, err := w.MinSize()
-			if err != nil {
-				return err
+	err = createAtomic(out, "image", func(f *os.File) error {
+		var w *ext4writer.Writer
+		res, err = run(ctx, ref, o, func(img v1.Image) (layerapply.Sink, error) {
+			need := estimate(img)
+			if e.Size > 0 {
+				need = e.Size
 			}
-			target := min + min*int64(e.FreePercent)/100
-			target = (target + e.Align - 1) / e.Align * e.Align
-			if target != min {
-				if err := w.SetSize(target); err != nil {
+			if err := checkSpace(filepath.Dir(out), need); err != nil {
+				return nil, err
+			}
+			digest, err := img.Digest()
+			if err != nil {
+				return nil, err
+			}
+			wopts, err := e.writerOptions(digest.String())
+			if err != nil {
+				return nil, err
+			}
+			if w, err = ext4writer.New(f, wopts...); err != nil {
+				return nil, err
+			}
+			return &ext4Sink{w: w}, nil
+		}, func() error {
+			if e.Size == 0 {
+				min, err := w.MinSize()
+				if err != nil {
 					return err
 				}
+				target := min + min*int64(e.FreePercent)/100
+				target = (target + e.Align - 1) / e.Align * e.Align
+				if target != min {
+					if err := w.SetSize(target); err != nil {
+						return err
+					}
+				}
 			}
-		}
-		if err := w.Close(); err != nil {
-			return err
-		}
-		if err := f.Sync(); err != nil {
-			return err
-		}
-		return f.Close()
+			return w.Close()
+		})
+		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		return nil, fmt.Errorf("write image %s: %w", out, err)
-	}
-	if err := os.Rename(tmp, out); err != nil {
-		return nil, fmt.Errorf("write image %s: %w", out, err)
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // make the rename durable
-		d.Close()
-	}
-	return res, nil
+	return res, err
 }
