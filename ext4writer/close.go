@@ -308,6 +308,10 @@ func (w *Writer) Close() error {
 		return err
 	}
 	w.closed = true
+	if err := w.flush(); err != nil {
+		w.err = opErr("close", "", err)
+		return w.err
+	}
 	l, err := w.finish()
 	if err != nil {
 		w.err = err

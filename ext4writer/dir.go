@@ -69,9 +69,13 @@ func (w *Writer) layoutDir(in *inode, g dirGeom, minBlocks int) (*dirLayout, err
 	for name, c := range in.dir.children {
 		d.ents = append(d.ents, dent{name: name, in: c})
 	}
-	slices.SortFunc(d.ents, func(a, b dent) int { return strings.Compare(a.name, b.name) })
-	d.starts = pack(d.ents, 24, g.leafCap)
-	if len(d.starts) == 1 {
+	total := 24
+	for _, e := range d.ents {
+		total += disk.DirRecLen(len(e.name))
+	}
+	if total <= g.leafCap {
+		slices.SortFunc(d.ents, func(a, b dent) int { return strings.Compare(a.name, b.name) })
+		d.starts = []int{0}
 		d.nblocks = uint64(max(1, minBlocks))
 		return d, nil
 	}
@@ -79,14 +83,14 @@ func (w *Writer) layoutDir(in *inode, g dirGeom, minBlocks int) (*dirLayout, err
 	for i := range d.ents {
 		d.ents[i].hash = disk.HalfMD4([]byte(d.ents[i].name), g.seed, true)
 	}
-	slices.SortStableFunc(d.ents, func(a, b dent) int {
+	slices.SortFunc(d.ents, func(a, b dent) int {
 		switch {
 		case a.hash < b.hash:
 			return -1
 		case a.hash > b.hash:
 			return 1
 		}
-		return 0
+		return strings.Compare(a.name, b.name)
 	})
 	d.starts = pack(d.ents, 0, g.leafCap)
 	l := len(d.starts)

@@ -91,7 +91,14 @@ func (m model) apply(e entry) {
 
 // remove deletes name and everything below it.
 func (m model) remove(name string) {
+	old := m[name]
+	if old == nil {
+		return
+	}
 	delete(m, name)
+	if !old.mode.IsDir() {
+		return
+	}
 	for k := range m {
 		if strings.HasPrefix(k, name+"/") {
 			delete(m, k)

@@ -101,6 +101,43 @@ type Writer struct {
 	blk       []byte
 	blkN      int
 	buf       []byte
+
+	// write combining: data for blocks pendBlk.. not yet written
+	pend    []byte
+	pendBlk uint64
+}
+
+const pendMax = 1 << 20
+
+// writeData writes whole blocks of file data at block blk, combining
+// physically adjacent small writes into one call.
+func (w *Writer) writeData(p []byte, blk uint64) error {
+	if len(w.pend) > 0 && w.pendBlk+uint64(len(w.pend)/blockSize) == blk && len(w.pend)+len(p) <= pendMax {
+		w.pend = append(w.pend, p...)
+		return nil
+	}
+	if err := w.flush(); err != nil {
+		return err
+	}
+	if len(p) >= pendMax/2 {
+		return w.writeAt(p, blk)
+	}
+	if w.pend == nil {
+		w.pend = make([]byte, 0, pendMax)
+	}
+	w.pend = append(w.pend, p...)
+	w.pendBlk = blk
+	return nil
+}
+
+// flush writes out combined data.
+func (w *Writer) flush() error {
+	if len(w.pend) == 0 {
+		return nil
+	}
+	err := w.writeAt(w.pend, w.pendBlk)
+	w.pend = w.pend[:0]
+	return err
 }
 
 var _ io.ReaderFrom = (*Writer)(nil)
@@ -349,7 +386,7 @@ func (w *Writer) writeSymlink(in *inode) error {
 	b := w.blk
 	clear(b)
 	copy(b, in.link)
-	if err := w.writeAt(b, start); err != nil {
+	if err := w.writeData(b, start); err != nil {
 		return err
 	}
 	in.ext = append(in.ext, disk.Extent{Logical: 0, Len: 1, Start: start})
@@ -362,6 +399,10 @@ func (w *Writer) sizeErr(op string) *SizeError {
 
 // unlink removes base from parent, dropping the inode when its last link goes.
 func (w *Writer) unlink(parent *inode, base string) {
+	// freed blocks may be reused: never leave their old data pending
+	if err := w.flush(); err != nil && w.err == nil {
+		w.err = opErr("write", w.curName, err)
+	}
 	in := parent.dir.children[base]
 	delete(parent.dir.children, base)
 	if in.dir != nil {
@@ -575,7 +616,7 @@ func (w *Writer) writeBlocks(p []byte) error {
 				w.err = w.sizeErr("write")
 				return w.err
 			}
-			if err := w.writeAt(p[i*blockSize:(i+cnt)*blockSize], start); err != nil {
+			if err := w.writeData(p[i*blockSize:(i+cnt)*blockSize], start); err != nil {
 				w.err = opErr("write", w.curName, err)
 				return w.err
 			}
