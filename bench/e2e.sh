@@ -2,8 +2,10 @@
 # e2e.sh [RUNS]: end-to-end comparison of registry → filesystem pipelines on the image built
 # by build-image.sh, each run RUNS times (default 3), interleaved run by run.
 #
-#   floor     fetch every blob from the registry, verify it and gunzip it to nothing
+#   floor     fetch every blob from the registry, verify it and gunzip it to nothing, 4 at a time
+#   floor-serial  the same one layer after the other, in order (layers are applied in order)
 #   skopeo    skopeo copy → oci:DIR, umoci unpack, mkfs.ext4 -d (with headroom), resize2fs -M
+#   skopeo-raw  the same with `umoci raw unpack` (rootfs only: no mtree manifest, no config)
 #   ggcr      go-containerregistry mutate.Extract piped into hcsshim tar2ext4 (./ggcrext4)
 #   img2ext4  img2ext4 REF OUT.img (ext4) when its --help mentions ext4, else --format dir
 #   img2ext4-dir, img2ext4-tar   img2ext4 --format dir / --format tar, for reference
@@ -79,6 +81,7 @@ printf 'pipeline\trun\toutput\tapparent_bytes\tdisk_bytes\n' >"$SIZES"
 step() {
 	local p=$1 r=$2 s=$3; shift 3
 	local tf=$W/time.$$
+	sync # untimed: earlier steps' dirty pages are not this step's cost
 	if ! /usr/bin/time -v -o "$tf" "$@" >"$W/$p.$s.log" 2>&1; then
 		echo "e2e.sh: $p/$s failed (run $r):" >&2
 		tail -20 "$W/$p.$s.log" >&2
@@ -112,6 +115,7 @@ for r in $(seq "$RUNS"); do
 	echo "== run $r of $RUNS" >&2
 
 	step floor "$r" floor "$BIN/floor" -jobs 4 "$REF" || FAILED+=("floor/$r")
+	step floor-serial "$r" floor "$BIN/floor" -jobs 1 "$REF" || FAILED+=("floor-serial/$r")
 
 	if [ "$IMG2EXT4_EXT4" = 1 ]; then
 		rm -f "$W/img2ext4.img"
@@ -145,12 +149,24 @@ for r in $(seq "$RUNS"); do
 		size skopeo-intermediate "$r" "$W/skopeo/oci"
 		size skopeo-intermediate "$r" "$W/skopeo/bundle"
 	else FAILED+=("skopeo/$r"); fi
+	rm -rf "$W/skopeo/oci" "$W/skopeo/bundle"
+
+	rm -rf "$W/skopeo-raw"
+	mkdir -p "$W/skopeo-raw"
+	if step skopeo-raw "$r" skopeo-copy skopeo copy --quiet --src-tls-verify=false "docker://$REF" "oci:$W/skopeo-raw/oci:bench" &&
+		step skopeo-raw "$r" umoci-raw-unpack umoci raw unpack --image "$W/skopeo-raw/oci:bench" "$W/skopeo-raw/rootfs" &&
+		step skopeo-raw "$r" mkfs.ext4 bash -c 'mkfs_sized "$1" "$2"' _ "$W/skopeo-raw/rootfs" "$W/skopeo-raw/mkfs.img" &&
+		step skopeo-raw "$r" resize2fs resize2fs -M "$W/skopeo-raw/mkfs.img"; then
+		size skopeo-raw "$r" "$W/skopeo-raw/mkfs.img"
+	else FAILED+=("skopeo-raw/$r"); fi
+	# Keep the last run's image for e2fsck, not the trees.
+	rm -rf "$W/skopeo-raw/oci" "$W/skopeo-raw/rootfs"
 done
 echo "loadavg_end	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$E/machine.tsv"
 
 # e2fsck -fn on the ext4 outputs of the last run.
 : >"$E/fsck.txt"
-for f in "$W/img2ext4.img" "$W/ggcr.img" "$W/skopeo/mkfs.img"; do
+for f in "$W/img2ext4.img" "$W/ggcr.img" "$W/skopeo/mkfs.img" "$W/skopeo-raw/mkfs.img"; do
 	[ -f "$f" ] || continue
 	set +e
 	out=$(e2fsck -fn "$f" 2>&1)
