@@ -290,3 +290,68 @@ func parseInt(s string) (int64, error) {
 	}
 	return v, nil
 }
+
+func TestReadDirAndSetSize(t *testing.T) {
+	needTools(t)
+	path := filepath.Join(t.TempDir(), "img")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := New(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range allTypes() {
+		if err := addEntry(w, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names, err := w.ReadDir("dev")
+	if err != nil || strings.Join(names, ",") != "big,fifo,null,sda,sock" {
+		t.Errorf("ReadDir(dev) = %v, %v", names, err)
+	}
+	if names, err := w.ReadDir("."); err != nil || strings.Join(names, ",") != "acl,bin,dev,lost+found,tmp,x" {
+		t.Errorf("ReadDir(.) = %v, %v", names, err)
+	}
+	if _, err := w.ReadDir("x"); !errors.Is(err, ErrNotDir) {
+		t.Errorf("ReadDir(file) = %v", err)
+	}
+	if _, err := w.ReadDir("nope"); !errors.Is(err, ErrNotExist) {
+		t.Errorf("ReadDir(missing) = %v", err)
+	}
+	min, err := w.MinSize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SetSize(min + 100<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := imageSize(t, path); got != min+100<<20 {
+		t.Errorf("size %d, want %d", got, min+100<<20)
+	}
+	fsck(t, path)
+	checkTree(t, allTypes(), readTree(t, path))
+
+	// SetSize below what the content needs fails at Close
+	w2, err := New(nopWriterAt{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.Create("big", &File{Mode: 0o644, Size: 8 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w2.ReadFrom(bytes.NewReader(randData(11, 8<<20))); err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.SetSize(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.Close(); !errors.Is(err, ErrNoSpace) {
+		t.Errorf("Close after a too small SetSize: %v", err)
+	}
+}
