@@ -30,10 +30,13 @@
 // the writer sets the final length with Truncate when the destination
 // has it, or by writing the last byte.
 //
-// The writer refuses names that are not [io/fs.ValidPath] paths, does
-// not follow symbolic links when resolving parents, rejects hard links to
-// directories, and fails with a *[SizeError] when the image would exceed
-// its fixed or maximum size. Errors name the operation and path; after
+// The writer refuses names that break the rules of [io/fs.ValidPath]
+// (other bytes than NUL, including invalid UTF-8, are fine, as on Linux),
+// does not follow symbolic links when resolving parents (the caller
+// resolves them), rejects hard links to directories and extended
+// attributes outside the user., trusted., security. and POSIX ACL names,
+// and fails with a *[SizeError] when the image would exceed its fixed or
+// maximum size. Errors name the operation and path; after
 // an I/O or size error every call returns it. A Writer is meant for a
 // single goroutine.
 package ext4writer

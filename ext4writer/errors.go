@@ -51,6 +51,7 @@ type SizeError struct {
 	Need  int64  // bytes needed, when known (0 otherwise)
 }
 
+// Error describes the limit that was reached.
 func (e *SizeError) Error() string {
 	s := "ext4writer: " + e.Op
 	if e.Name != "" {

@@ -115,6 +115,7 @@ func FuzzExt4Write(f *testing.F) {
 		ents := fuzzOps(data)
 		img := buildImage(t, ents, WithSeed(fmt.Sprint(len(data))))
 		fsck(t, img)
+		fsckFix(t, img)
 		m := model{}
 		for _, e := range ents {
 			m.apply(e)

@@ -40,8 +40,9 @@ type File struct {
 	Linkname string
 	// Devmajor and Devminor are a device's numbers.
 	Devmajor, Devminor uint32
-	// Xattrs are extended attributes, keyed by full name ("user.foo").
-	// POSIX ACLs (system.posix_acl_access, system.posix_acl_default) are
+	// Xattrs are extended attributes, keyed by full name ("user.foo");
+	// the namespaces are user., trusted. and security., plus the POSIX
+	// ACLs. They must fit in the inode and one 4 KiB block. POSIX ACLs (system.posix_acl_access, system.posix_acl_default) are
 	// given in the Linux VFS format (version 2) and stored in ext4's.
 	Xattrs map[string][]byte
 }
