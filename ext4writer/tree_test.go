@@ -276,6 +276,8 @@ func allTypes() []entry {
 		{name: "dev/big", mode: fs.ModeDevice | fs.ModeCharDevice | 0o600, major: 300, minor: 70000},
 		{name: "dev/fifo", mode: fs.ModeNamedPipe | 0o644},
 		{name: "dev/sock", mode: fs.ModeSocket | 0o755},
+		{name: "dev/null2", hardlink: "dev/null"},
+		{name: "tmp/fast2", hardlink: "tmp/fast"},
 		{name: "x", mode: 0o644, data: []byte("xattrs"), xattrs: manyXattrs(17)},
 		{name: "acl", mode: fs.ModeDir | 0o770, xattrs: map[string][]byte{
 			"system.posix_acl_access":  acl([3]uint32{1, 7, 0xffffffff}, [3]uint32{2, 5, 1000}, [3]uint32{4, 5, 0xffffffff}, [3]uint32{8, 1, 2000}, [3]uint32{16, 7, 0xffffffff}, [3]uint32{32, 0, 0xffffffff}),
