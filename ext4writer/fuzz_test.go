@@ -3,7 +3,9 @@ package ext4writer
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"io/fs"
+	"os"
 	"path"
 	"sort"
 	"strings"
@@ -121,5 +123,69 @@ func FuzzExt4Write(f *testing.F) {
 			m.apply(e)
 		}
 		checkModel(t, m, readTree(t, img))
+	})
+}
+
+// FuzzExt4Ops feeds arbitrary names, modes and sizes to the Writer: it
+// must never panic, and whenever Close succeeds the image must pass
+// e2fsck.
+func FuzzExt4Ops(f *testing.F) {
+	needTools(f)
+	for _, seed := range []string{
+		"",
+		"\x00a\x00\x01a/b\x00\x02../x\x00\x03a\x00b\x00\x04/abs\x00\x05a//b\x00",
+		"\x00d\x00\x00d/e\x00\x02d/e/f\x00\x03d\x00\x04d/e\x00\x05d/e/f\x00\x01.\x00",
+		"\x02lost+found\x00\x00lost+found\x00\x03lost+found\x00\x01lost+found/x\x00",
+		"\x01big\x00\xff\xff\xff\x01small\x00\x10\x00\x00\x05small\x00\x04big\x00",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := t.TempDir() + "/img"
+		out, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		w, err := New(out, WithMaxSize(256<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for len(data) > 0 {
+			op := data[0] % 8
+			data = data[1:]
+			name, rest, _ := bytes.Cut(data, []byte{0})
+			data = rest
+			var arg byte
+			if len(data) > 0 {
+				arg, data = data[0], data[1:]
+			}
+			n := string(name)
+			switch op {
+			case 0:
+				_ = w.Create(n, &File{Mode: fs.ModeDir | fs.FileMode(arg)})
+			case 1:
+				size := int64(arg) * 997
+				if w.Create(n, &File{Mode: fs.FileMode(arg), Size: size}) == nil {
+					_, _ = w.ReadFrom(io.LimitReader(bytes.NewReader(bytes.Repeat([]byte{arg}, int(size))), size-int64(arg%3)))
+				}
+			case 2:
+				_ = w.Create(n, &File{Mode: fs.ModeSymlink, Linkname: strings.Repeat(string(name), int(arg))})
+			case 3:
+				_ = w.Remove(n)
+			case 4:
+				_ = w.Link(n, n+"l")
+			case 5:
+				_, _ = w.Write(bytes.Repeat([]byte{1}, int(arg)))
+			case 6:
+				_ = w.Create(n, &File{Mode: fs.ModeDevice | fs.ModeCharDevice, Devmajor: uint32(arg) << 12, Xattrs: map[string][]byte{n: {arg}}})
+			case 7:
+				_, _ = w.ReadDir(n)
+				_, _ = w.MinSize()
+			}
+		}
+		if w.Close() == nil {
+			fsck(t, path)
+		}
 	})
 }
