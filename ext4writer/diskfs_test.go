@@ -94,6 +94,9 @@ func TestDiskfsReadBack(t *testing.T) {
 		}
 	}
 	for name, e := range m {
+		if name == "." {
+			continue // go-diskfs lists no entry for the root
+		}
 		g := got[name]
 		if g == nil {
 			t.Errorf("%s: missing", name)

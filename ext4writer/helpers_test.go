@@ -234,7 +234,7 @@ func readTree(t testing.TB, img string) map[string]*node {
 		}
 		dirs = next
 	}
-	tree["."] = &node{}
+	tree["."] = &node{mode: 0o040000}
 	paths := make([]string, 0, len(tree))
 	for p := range tree {
 		paths = append(paths, p)

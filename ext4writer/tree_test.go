@@ -129,7 +129,7 @@ func checkModel(t *testing.T, want model, tree map[string]*node) {
 	}
 	subdirs := map[string]int{}
 	for n, e := range want {
-		if e.mode.IsDir() {
+		if e.mode.IsDir() && n != "." {
 			subdirs[path.Dir(n)]++
 		}
 	}
@@ -258,6 +258,7 @@ func allTypes() []entry {
 	mid := time.Unix(1700000000, 42)
 	long := strings.Repeat("long/target/", 30)
 	return []entry{
+		{name: ".", mode: fs.ModeDir | 0o751, uid: 1, gid: 2, mtime: mid, atime: old, ctime: future, xattrs: map[string][]byte{"user.root": []byte("r")}},
 		{name: "bin", mode: fs.ModeDir | 0o755, uid: 0, gid: 0, mtime: mid},
 		{name: "bin/sh", mode: 0o4755, uid: 70000, gid: 80000, mtime: old, atime: future, ctime: mid, crtime: old, data: []byte("#!/bin/sh\necho hi\n")},
 		{name: "bin/empty", mode: 0o644},
