@@ -239,11 +239,18 @@ func (w *Writer) finish() (*layout, error) {
 		} else {
 			want = max(want, t*blockSize/uint64(o.inodeRatio))
 		}
+		if want > used && o.inodeCount == 0 {
+			// a ratio-derived count is capped by what ext4 can number
+			want = max(used, min(want, 1<<32-1))
+		}
 		groups = max(groups, ceilDiv(want, disk.MaxInodesPerGr))
 		ipg := (ceilDiv(want, groups) + 15) &^ 15
 		ipg = max(ipg, 16)
-		if ipg > disk.MaxInodesPerGr || groups*ipg > 1<<32-1 {
-			return nil, opErr("close", "", ErrTooManyInodes)
+		if groups*ipg > 1<<32-1 && o.inodeCount == 0 {
+			ipg = (1<<32 - 1) / groups &^ 15
+		}
+		if ipg > disk.MaxInodesPerGr || groups*ipg > 1<<32-1 || groups*ipg < used {
+			return nil, opErr("close", "", fmt.Errorf("%w: %d needed", ErrTooManyInodes, used))
 		}
 		l, err := w.plan(inodes, groups, uint32(ipg), jblocks)
 		if err != nil {

@@ -30,6 +30,7 @@ type options struct {
 
 const (
 	defaultMaxSize    = 1 << 40
+	maxMaxSize        = 64 << 40 // larger would need meta_bg
 	defaultInodeRatio = 16384
 	defaultSeed       = "img2ext4"
 )
@@ -51,6 +52,9 @@ func makeOptions(opts []Option) (*options, error) {
 		if o.size > 0 {
 			o.maxSize = o.size
 		}
+	}
+	if o.size > maxMaxSize {
+		return nil, fmt.Errorf("ext4writer: size %d above the 64 TiB maximum", o.size)
 	}
 	if o.size > 0 && o.size > o.maxSize {
 		return nil, fmt.Errorf("ext4writer: size %d exceeds maximum size %d", o.size, o.maxSize)
@@ -187,12 +191,13 @@ func WithSize(n int64) Option {
 	}
 }
 
-// WithMaxSize sets the largest size the image may grow to; the writer
-// reserves room for group descriptor backups up to it. The default is
-// 1 TiB, or the fixed size given by [WithSize].
+// WithMaxSize sets the largest size the image may grow to, at most
+// 64 TiB; the writer keeps room for the group descriptors (and their
+// sparse_super backups) such a size needs, 64 bytes per 128 MiB. The
+// default is 1 TiB, or the fixed size given by [WithSize].
 func WithMaxSize(n int64) Option {
 	return func(o *options) error {
-		if n < 64*blockSize || n > 1<<60 {
+		if n < 64*blockSize || n > maxMaxSize {
 			return fmt.Errorf("ext4writer: maximum size %d out of range", n)
 		}
 		o.maxSize = n
