@@ -201,3 +201,19 @@ func TestDeepExtentTree(t *testing.T) {
 		t.Errorf("no depth-2 extent tree:\n%s", ex[:min(600, len(ex))])
 	}
 }
+
+// TestHugeFixedSize lays out a 2 TiB image (16384 groups, 256-block
+// group descriptor tables and their backups) holding a small tree.
+func TestHugeFixedSize(t *testing.T) {
+	needTools(t)
+	if testing.Short() {
+		t.Skip("short")
+	}
+	ents := allTypes()
+	img := buildImage(t, ents, WithSize(2<<40), WithMaxSize(2<<40))
+	if got := imageSize(t, img); got != 2<<40 {
+		t.Errorf("image size %d, want %d", got, int64(2<<40))
+	}
+	fsck(t, img)
+	checkTree(t, ents, readTree(t, img))
+}
