@@ -229,10 +229,12 @@ func validName(name string) bool {
 	if name == "" || name == "." || strings.IndexByte(name, 0) >= 0 {
 		return false
 	}
-	for _, elem := range strings.Split(name, "/") {
-		if elem == "" || elem == "." || elem == ".." || len(elem) > maxNameLen {
+	for name != "" {
+		elem, rest, found := strings.Cut(name, "/")
+		if elem == "" || elem == "." || elem == ".." || len(elem) > maxNameLen || (found && rest == "") {
 			return false
 		}
+		name = rest
 	}
 	return true
 }

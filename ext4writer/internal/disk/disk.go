@@ -117,11 +117,15 @@ func Crc32c(seed uint32, p []byte) uint32 {
 	return ^crc32.Update(^seed, castagnoli, p)
 }
 
-// Crc32cU32 chains a little-endian uint32 into a raw crc32c.
+// Crc32cU32 chains a little-endian uint32 into a raw crc32c (bytewise,
+// which avoids a heap copy for such a short input).
 func Crc32cU32(seed, v uint32) uint32 {
-	var b [4]byte
-	binary.LittleEndian.PutUint32(b[:], v)
-	return Crc32c(seed, b[:])
+	crc := seed
+	for range 4 {
+		crc = castagnoli[byte(crc)^byte(v)] ^ crc>>8
+		v >>= 8
+	}
+	return crc
 }
 
 // InodeSeed returns the per-inode checksum seed.
