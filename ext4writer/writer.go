@@ -419,8 +419,12 @@ func (w *Writer) unlink(parent *inode, base string) {
 	}
 	if in.nlink == 0 {
 		w.ninodes--
-		for _, e := range in.ext {
-			w.alloc.release(run{e.Start, uint64(e.Len)})
+		// A directory's extents only exist in a layout planned by MinSize,
+		// on a copy of the allocator: they are not the writer's to free.
+		if in.dir == nil {
+			for _, e := range in.ext {
+				w.alloc.release(run{e.Start, uint64(e.Len)})
+			}
 		}
 		in.ext = nil
 		in.xattrs = nil
