@@ -94,6 +94,7 @@ func fuzzOps(data []byte) []entry {
 		if name == "lost+found" && !e.remove {
 			continue
 		}
+		e.probe = len(ents)%5 == 4
 		m.apply(e)
 		ents = append(ents, e)
 	}

@@ -33,6 +33,7 @@ type entry struct {
 	link     string // symlink target
 	hardlink string // hard link to this earlier name
 	remove   bool   // remove name instead of creating it
+	probe    bool   // call MinSize before this entry
 	major    uint32
 	minor    uint32
 	xattrs   map[string][]byte
@@ -72,6 +73,11 @@ func buildImage(t testing.TB, ents []entry, opts ...Option) string {
 }
 
 func addEntry(w *Writer, e entry) error {
+	if e.probe {
+		if _, err := w.MinSize(); err != nil {
+			return err
+		}
+	}
 	if e.remove {
 		return w.Remove(e.name)
 	}
