@@ -55,6 +55,9 @@ func TestLargeDir(t *testing.T) {
 	if got := countLs(t, img, "/d"); got != n {
 		t.Errorf("debugfs lists %d entries, want %d", got, n)
 	}
+	if f := stats(t, img)["Filesystem features"]; strings.Contains(f, "large_dir") {
+		t.Errorf("large_dir set without need: %s", f)
+	}
 	st := debugfs(t, img, "stat /d")
 	if !regexp.MustCompile(`Flags: 0x[0-9a-f]*1[0-9a-f]{3}\b`).MatchString(st) {
 		t.Errorf("/d is not htree indexed:\n%s", st[:min(len(st), 300)])

@@ -4,6 +4,7 @@ package ext4writer
 
 import (
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -15,6 +16,9 @@ func TestHugeDir(t *testing.T) {
 	ents := bigDirEntries(n)
 	img := buildImage(t, ents, WithInodeRatio(4096))
 	fsck(t, img)
+	if f := stats(t, img)["Filesystem features"]; strings.Contains(f, "large_dir") {
+		t.Errorf("large_dir set without need: %s", f)
+	}
 	if got := countLs(t, img, "/d"); got != n {
 		t.Errorf("debugfs lists %d entries, want %d", got, n)
 	}
