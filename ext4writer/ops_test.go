@@ -355,3 +355,46 @@ func TestReadDirAndSetSize(t *testing.T) {
 		t.Errorf("Close after a too small SetSize: %v", err)
 	}
 }
+
+// failWriterAt fails every write past limit bytes.
+type failWriterAt struct{ limit int64 }
+
+var errDisk = errors.New("disk on fire")
+
+func (f failWriterAt) WriteAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > f.limit {
+		return 0, errDisk
+	}
+	return len(p), nil
+}
+
+func TestStickyIOError(t *testing.T) {
+	w, err := New(failWriterAt{limit: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Create("big", &File{Mode: 0o644, Size: 16 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.ReadFrom(bytes.NewReader(randData(12, 16<<20)))
+	if !errors.Is(err, errDisk) || !strings.Contains(err.Error(), "big") {
+		t.Fatalf("ReadFrom: %v, want the disk error naming the file", err)
+	}
+	if err2 := w.Create("x", &File{}); !errors.Is(err2, errDisk) {
+		t.Errorf("Create after I/O error: %v", err2)
+	}
+	if err2 := w.Close(); !errors.Is(err2, errDisk) {
+		t.Errorf("Close after I/O error: %v", err2)
+	}
+	// an error while writing metadata at Close is reported too
+	w2, err := New(failWriterAt{limit: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.Close(); !errors.Is(err, errDisk) {
+		t.Errorf("Close: %v, want the disk error", err)
+	}
+	if err := w2.Close(); !errors.Is(err, errDisk) {
+		t.Errorf("second Close: %v, want the same error", err)
+	}
+}
