@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -219,4 +220,11 @@ func TestHugeFixedSize(t *testing.T) {
 	}
 	fsck(t, img)
 	checkTree(t, ents, readTree(t, img))
+	if os.Geteuid() == 0 {
+		checkTree(t, ents, mountTree(t, img))
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(img, &st); err == nil && st.Blocks*512 > 64<<20 {
+		t.Errorf("2 TiB image allocates %d bytes on disk, want a sparse file", st.Blocks*512)
+	}
 }

@@ -1,6 +1,7 @@
 package ext4writer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
@@ -493,8 +494,11 @@ func (w *Writer) writeMeta(l *layout) error {
 		setBits(bm, ge-gs, blocksPerGroup, true)
 		free := (ge - gs) - uint64(popcount(bm)) + (blocksPerGroup - (ge - gs))
 		freeBlocks += free
-		if err := w.writeAt(bm, l.bb[grp]); err != nil {
-			return err
+		// an all-zero bitmap (an empty group without backups) stays a hole
+		if !bytes.Equal(bm, zeroBlock) {
+			if err := w.writeAt(bm, l.bb[grp]); err != nil {
+				return err
+			}
 		}
 		gd := disk.GroupDesc{BlockBitmap: l.bb[grp], InodeBitmap: l.ib[grp], InodeTable: l.it[grp], FreeBlocks: uint32(free), UsedDirs: usedDirs[grp]}
 		if csum {
@@ -519,8 +523,12 @@ func (w *Writer) writeMeta(l *layout) error {
 		if csum {
 			gd.InodeBitmapCsum = disk.Crc32c(fsSeed, bm[:ipg/8])
 		}
-		if err := w.writeAt(bm, l.ib[grp]); err != nil {
-			return err
+		// groups flagged INODE_UNINIT have their inode bitmap built in
+		// memory by the kernel and e2fsck: leave it a hole
+		if usedHere > 0 {
+			if err := w.writeAt(bm, l.ib[grp]); err != nil {
+				return err
+			}
 		}
 		gd.Marshal(gdt[int(grp)*descSize:], descSize, uint32(grp), fsSeed, csum, !csum, o.uuid[:])
 	}

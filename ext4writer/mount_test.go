@@ -1,6 +1,7 @@
 package ext4writer
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -135,7 +136,11 @@ func TestMountReadWrite(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		opts []Option
-	}{{"default", []Option{WithFreeSpace(32 << 20)}}, {"legacy", []Option{WithLegacy(), WithFreeSpace(32 << 20)}}} {
+	}{
+		{"default", []Option{WithFreeSpace(32 << 20)}},
+		{"legacy", []Option{WithLegacy(), WithFreeSpace(32 << 20)}},
+		{"fixed-1G", []Option{WithSize(1 << 30)}}, // 8 groups, most INODE_UNINIT with hole bitmaps
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			img := buildImage(t, ents, tc.opts...)
 			mnt := t.TempDir()
@@ -150,6 +155,15 @@ func TestMountReadWrite(t *testing.T) {
 			}()
 			for i := range 1500 {
 				if err := os.WriteFile(filepath.Join(mnt, "d", "new-"+strings.Repeat("x", i%50)+string(rune('a'+i%26))+strings.Repeat("y", i/26)), []byte("data"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 64 { // Orlov spreads new directories over the groups
+				d := filepath.Join(mnt, fmt.Sprintf("newdir%d", i))
+				if err := os.Mkdir(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(d, "f"), make([]byte, 70000), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
