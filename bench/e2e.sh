@@ -166,6 +166,7 @@ echo "loadavg_end	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$E/machine.tsv"
 
 # e2fsck -fn on the ext4 outputs of the last run.
 : >"$E/fsck.txt"
+KVER=$(ls "$OUT/work/l5/usr/lib/modules" 2>/dev/null | head -1)
 for f in "$W/img2ext4.img" "$W/ggcr.img" "$W/skopeo/mkfs.img" "$W/skopeo-raw/mkfs.img"; do
 	[ -f "$f" ] || continue
 	set +e
@@ -175,6 +176,13 @@ for f in "$W/img2ext4.img" "$W/ggcr.img" "$W/skopeo/mkfs.img" "$W/skopeo-raw/mkf
 	{
 		echo "## $(basename "$(dirname "$f")")/$(basename "$f"): exit $rc"
 		echo "$out" | grep -vE '^(e2fsck [0-9]|Pass [1-5]:)' | sed '/^$/d'
+		# Layer 6's whiteouts and opaque directories, read back with debugfs.
+		for p in /usr/share/doc /usr/share/locale "/usr/lib/modules/$KVER/kernel/sound" /usr/bin/x86_64-linux-gnu-gcc-12; do
+			if debugfs -R "stat $p" "$f" 2>&1 | grep -q 'not found'; then echo "whiteout $p: gone"; else echo "whiteout $p: STILL THERE"; fi
+		done
+		for d in /usr/share/man /etc/apt/apt.conf.d; do
+			echo "opaque $d: $(debugfs -R "ls $d" "$f" 2>/dev/null | tr -s ' \n' '\n' | grep -vE '^([0-9]+|\([0-9]+\)|\.|\.\.)?$' | sort | tr '\n' ' ')"
+		done
 		echo
 	} >>"$E/fsck.txt"
 done
