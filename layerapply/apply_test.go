@@ -28,7 +28,6 @@ var (
 	symlink = tartest.Symlink
 	link    = tartest.Link
 	wh      = tartest.Whiteout
-	opq     = tartest.Opaque
 )
 
 func layers(ls ...[]E) [][]byte {
