@@ -37,6 +37,8 @@ if [ ${#pkgs[@]} -gt 0 ]; then
 fi
 [ -d "$OUT/oci" ] || { echo "e2e.sh: no out/oci; run ./build-image.sh first" >&2; exit 1; }
 
+# Start from an empty work directory so that no output of an earlier series is checked.
+rm -rf "$W"
 mkdir -p "$BIN" "$W"
 go build -o "$BIN/" ./floor ./ggcrext4 ./registry
 (cd .. && go build -o "$BIN/img2ext4" ./cmd/img2ext4)
@@ -49,7 +51,9 @@ trap 'kill $REGPID 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -sf "http://$ADDR/v2/" >/dev/null && break; sleep 0.1; done
 ./push.sh "$ADDR"
 
-if "$BIN/img2ext4" --help 2>&1 | grep -q ext4; then
+# Not `img2ext4 --help | grep -q`: with pipefail, grep's early exit can fail the pipeline.
+help=$("$BIN/img2ext4" --help 2>&1 || true)
+if grep -q ext4 <<<"$help"; then
 	IMG2EXT4_EXT4=1
 else
 	IMG2EXT4_EXT4=0
