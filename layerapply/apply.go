@@ -184,7 +184,9 @@ func (a *applier) applyLayer(idx, count int, l v1.Layer, diffID v1.Hash) (err er
 		return fmt.Errorf("decompress layer %s: %w", a.digest, err)
 	}
 	a.hash.Reset()
-	lr := &limitReader{r: dec, n: &a.bytes, max: a.opts.limits.Bytes}
+	ra := newReadAhead(dec, 4, 1<<20)
+	defer ra.Close()
+	lr := &limitReader{r: ra, n: &a.bytes, max: a.opts.limits.Bytes}
 	tee := io.TeeReader(lr, a.hash)
 	tr := tar.NewReader(tee)
 	a.pending = a.pending[:0]
@@ -213,6 +215,7 @@ func (a *applier) applyLayer(idx, count int, l v1.Layer, diffID v1.Hash) (err er
 	if _, err := io.CopyBuffer(io.Discard, tee, a.buf); err != nil {
 		return fmt.Errorf("layer %s: read past end of tar: %w", a.digest, err)
 	}
+	ra.Close() // the decompressor is done with br
 	// Drain the compressed stream too, so a verifying reader below sees EOF.
 	if _, err := io.CopyBuffer(io.Discard, br, a.buf); err != nil {
 		return fmt.Errorf("layer %s: %w", a.digest, err)
