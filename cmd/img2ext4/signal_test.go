@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +21,24 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/img2ext4/img2ext4/internal/tartest"
 )
+
+// syncBuffer is a bytes.Buffer that the test may read while exec writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 // TestSignalLeavesNothing interrupts a real conversion in the middle (its last layer's
 // download never finishes) with SIGTERM and SIGINT: the process must exit non-zero and
@@ -67,7 +86,7 @@ func TestSignalLeavesNothing(t *testing.T) {
 				if existing {
 					os.WriteFile(out, []byte("old"), 0o644)
 				}
-				var stderr bytes.Buffer
+				var stderr syncBuffer
 				cmd := exec.Command(bin, "--format", format, "--progress", "plain", ref, out)
 				cmd.Env = append(os.Environ(), "TMPDIR="+tmpdir)
 				cmd.Stderr = &stderr
