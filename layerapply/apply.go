@@ -311,10 +311,12 @@ func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 		}
 		return nil
 	}
-	for _, elem := range strings.Split(name, "/") {
+	for rest := name; rest != ""; {
+		elem, after, _ := strings.Cut(rest, "/")
 		if len(elem) > 255 {
 			return a.entryErr("apply", hdr.Name, fmt.Errorf("%w: name element longer than 255 bytes", ErrInvalidEntry))
 		}
+		rest = after
 	}
 	if hdr.Typeflag == tar.TypeLink {
 		if err := a.link(hdr, false); err != nil {

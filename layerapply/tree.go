@@ -3,6 +3,7 @@ package layerapply
 import (
 	"archive/tar"
 	"fmt"
+	"io/fs"
 	"path"
 	"strings"
 )
@@ -161,6 +162,11 @@ func cleanName(raw string) (string, error) {
 	}
 	if strings.IndexByte(raw, 0) >= 0 {
 		return "", fmt.Errorf("%w: NUL byte in name", ErrInvalidEntry)
+	}
+	// Most names are clean already ("usr/bin/ls", "usr/bin/"): return them without
+	// allocating.
+	if t := strings.TrimSuffix(raw, "/"); fs.ValidPath(t) {
+		return t, nil
 	}
 	p := path.Clean("/" + raw)
 	// Clean("/"+x) never leaves the root, so compare with the lexical relative cleaning to
