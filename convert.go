@@ -111,7 +111,8 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithTempDir puts downloaded blobs and the tar spool in dir. The default is the system's
+// WithTempDir puts downloaded blobs, decompressed layers waiting their turn and the tar
+// spool in dir. The default is the system's
 // temporary directory. (The output itself is always built beside its destination.)
 func WithTempDir(dir string) Option {
 	return func(o *options) error { o.tmpDir = dir; return nil }
@@ -317,7 +318,7 @@ func run(ctx context.Context, ref string, o *options, newSink func(v1.Image) (la
 	if err != nil {
 		return nil, err
 	}
-	applyOpts := []layerapply.Option{layerapply.WithLayers(pf.Layers()), layerapply.WithLogger(o.logger)}
+	applyOpts := []layerapply.Option{layerapply.WithLayers(pf.Layers()), layerapply.WithLogger(o.logger), layerapply.WithTempDir(o.tmpDir)}
 	if o.progress != nil {
 		applyOpts = append(applyOpts, layerapply.WithProgress(o.progress))
 	}

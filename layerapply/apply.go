@@ -17,6 +17,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -83,12 +84,36 @@ func (m *Merger) Apply(ctx context.Context, img v1.Image) error {
 	if len(diffIDs) != len(layers) {
 		return fmt.Errorf("%w: image has %d layers but its config lists %d diff_ids", ErrInvalidEntry, len(layers), len(diffIDs))
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	spools := make([]*spool, len(layers))
+	defer func() {
+		cancel()
+		wg.Wait()
+		for _, s := range spools {
+			if s != nil {
+				s.close()
+			}
+		}
+	}()
 	a.ctx = ctx
 	for i, l := range layers {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := a.applyLayer(m.layers, len(layers), l, diffIDs[i]); err != nil {
+		for j := i + 1; j <= i+a.opts.ahead && j < len(layers); j++ {
+			if spools[j] == nil {
+				spools[j] = startSpool(ctx, &wg, layers[j], diffIDs[j], a.opts.tmpDir, a.opts.limits.Bytes)
+			}
+		}
+		var err error
+		if spools[i] != nil {
+			err = a.applySpooled(m.layers, len(layers), l, spools[i])
+			spools[i].close()
+		} else {
+			err = a.applyLayer(m.layers, len(layers), l, diffIDs[i])
+		}
+		if err != nil {
 			return err
 		}
 		m.layers++
@@ -188,7 +213,29 @@ func (a *applier) applyLayer(idx, count int, l v1.Layer, diffID v1.Hash) (err er
 	defer ra.Close()
 	lr := &limitReader{r: ra, n: &a.bytes, max: a.opts.limits.Bytes}
 	tee := io.TeeReader(lr, a.hash)
-	tr := tar.NewReader(tee)
+	if err := a.applyTar(tar.NewReader(tee)); err != nil {
+		return err
+	}
+	// Drain what follows the end-of-archive marker, so the whole stream is hashed.
+	if _, err := io.CopyBuffer(io.Discard, tee, a.buf); err != nil {
+		return fmt.Errorf("layer %s: read past end of tar: %w", a.digest, err)
+	}
+	ra.Close() // the decompressor is done with br
+	// Drain the compressed stream too, so a verifying reader below sees EOF.
+	if _, err := io.CopyBuffer(io.Discard, br, a.buf); err != nil {
+		return fmt.Errorf("layer %s: %w", a.digest, err)
+	}
+	got := "sha256:" + hex.EncodeToString(a.hash.Sum(nil))
+	if diffID.String() != got {
+		return &DiffIDError{Layer: a.digest, Want: diffID.String(), Got: got}
+	}
+	cr.report(true)
+	return nil
+}
+
+// applyTar applies every member of one layer's tar, then the hard links that came before
+// their targets.
+func (a *applier) applyTar(tr *tar.Reader) error {
 	a.pending = a.pending[:0]
 	for {
 		hdr, err := tr.Next()
@@ -211,18 +258,26 @@ func (a *applier) applyLayer(idx, count int, l v1.Layer, diffID v1.Hash) (err er
 			return a.entryErr("link", h.Name, err)
 		}
 	}
-	// Drain what follows the end-of-archive marker, so the whole stream is hashed.
-	if _, err := io.CopyBuffer(io.Discard, tee, a.buf); err != nil {
-		return fmt.Errorf("layer %s: read past end of tar: %w", a.digest, err)
+	return nil
+}
+
+// applySpooled applies a layer that a spool has decompressed and verified already.
+func (a *applier) applySpooled(idx, count int, l v1.Layer, s *spool) error {
+	a.layer = idx
+	a.digest = fmt.Sprintf("%d", idx)
+	if d, derr := l.Digest(); derr == nil {
+		a.digest = d.String()
 	}
-	ra.Close() // the decompressor is done with br
-	// Drain the compressed stream too, so a verifying reader below sees EOF.
-	if _, err := io.CopyBuffer(io.Discard, br, a.buf); err != nil {
-		return fmt.Errorf("layer %s: %w", a.digest, err)
+	f, size, err := s.wait(a.ctx)
+	if err != nil {
+		return err
 	}
-	got := "sha256:" + hex.EncodeToString(a.hash.Sum(nil))
-	if diffID.String() != got {
-		return &DiffIDError{Layer: a.digest, Want: diffID.String(), Got: got}
+	cr := &countingReader{r: io.NewSectionReader(f, 0, size), ctx: a.ctx, fn: a.opts.progress, ev: progress.Event{
+		Phase: progress.PhaseApply, Layer: idx, Layers: count, Digest: a.digest, Total: size,
+	}, start: time.Now()}
+	lr := &limitReader{r: bufio.NewReaderSize(cr, 1<<20), n: &a.bytes, max: a.opts.limits.Bytes}
+	if err := a.applyTar(tar.NewReader(lr)); err != nil {
+		return err
 	}
 	cr.report(true)
 	return nil

@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -192,5 +194,75 @@ func TestCancel(t *testing.T) {
 	err := layerapply.Apply(ctx, d, tartest.Image(tartest.Tar(tartest.File("a", "1"))))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+// TestIntegrityErrorsAhead puts the bad blob in the second layer, which is decompressed
+// ahead into a temporary file while the first is applied: the errors must be the same.
+func TestIntegrityErrorsAhead(t *testing.T) {
+	first := tartest.Tar(tartest.File("first", "1"))
+	good := tartest.Tar(tartest.File("a", strings.Repeat("content ", 1000)))
+	wrong := sha256.Sum256([]byte("something else"))
+	trunc := gz(good)
+	trunc = trunc[:len(trunc)/2]
+	cases := []struct {
+		name  string
+		layer *rawLayer
+		want  string
+		is    error
+	}{
+		{"wrong diff_id", &rawLayer{blob: zst(good), diffID: v1.Hash{Algorithm: "sha256", Hex: hexOf(wrong[:])}}, "does not match config diff_id", layerapply.ErrDiffIDMismatch},
+		{"truncated gzip", &rawLayer{blob: trunc, diffID: hashOf(good)}, "unexpected EOF", nil},
+		{"truncated plain tar", &rawLayer{blob: good[:700], diffID: hashOf(good[:700])}, "unexpected EOF", nil},
+	}
+	for _, tc := range cases {
+		for _, ahead := range []int{0, 1, 3} {
+			t.Run(fmt.Sprintf("%s/ahead=%d", tc.name, ahead), func(t *testing.T) {
+				img := imageOf(t, &rawLayer{blob: gz(first), diffID: hashOf(first)}, tc.layer)
+				tmp := t.TempDir()
+				var buf bytes.Buffer
+				s, _ := layerapply.NewTar(&buf, tmp)
+				defer s.Abort()
+				err := layerapply.Apply(context.Background(), s, img, layerapply.WithDecompressAhead(ahead), layerapply.WithTempDir(tmp))
+				if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "sha256:") {
+					t.Fatalf("err = %v, want it to mention %q and the layer digest", err, tc.want)
+				}
+				if tc.is != nil && !errors.Is(err, tc.is) {
+					t.Errorf("error %v is not %v", err, tc.is)
+				}
+				if left, _ := os.ReadDir(tmp); len(left) != 0 {
+					t.Errorf("temporary files left: %v", left)
+				}
+			})
+		}
+	}
+}
+
+// TestDecompressAheadSameTree applies a many-layer image streaming and decompressing ahead:
+// the results must be identical.
+func TestDecompressAheadSameTree(t *testing.T) {
+	var tars [][]byte
+	for i := range 7 {
+		tars = append(tars, tartest.Tar(tartest.File(fmt.Sprintf("f%d", i), strings.Repeat("x", i*10000)),
+			tartest.File("shared", fmt.Sprint(i)), tartest.Whiteout(fmt.Sprintf("f%d", i-1))))
+	}
+	img := tartest.Image(tars...)
+	var outs [][]byte
+	for _, ahead := range []int{0, 1, 2, 8} {
+		var buf bytes.Buffer
+		s, _ := layerapply.NewTar(&buf, t.TempDir())
+		if err := layerapply.Apply(context.Background(), s, img, layerapply.WithDecompressAhead(ahead)); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		outs = append(outs, buf.Bytes())
+	}
+	for i := 1; i < len(outs); i++ {
+		if !bytes.Equal(outs[0], outs[i]) {
+			t.Errorf("decompress-ahead run %d differs from streaming", i)
+		}
+	}
+	if err := layerapply.WithDecompressAhead(9)(nil); err == nil {
+		t.Error("decompress-ahead 9 accepted")
 	}
 }

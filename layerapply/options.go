@@ -2,6 +2,7 @@ package layerapply
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -26,6 +27,8 @@ type options struct {
 	progress progress.Func
 	layers   []v1.Layer
 	logger   *slog.Logger
+	ahead    int
+	tmpDir   string
 }
 
 // Option configures [Apply].
@@ -35,6 +38,7 @@ func makeOptions(opts []Option) (*options, error) {
 	o := &options{
 		limits: Limits{Entries: 10_000_000, Bytes: 1 << 40, PathLen: 4096, XattrBytes: 64 << 10},
 		logger: slog.New(slog.DiscardHandler),
+		ahead:  1,
 	}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
@@ -90,4 +94,26 @@ func WithLogger(l *slog.Logger) Option {
 		o.logger = l
 		return nil
 	}
+}
+
+// WithDecompressAhead lets up to n layers be decompressed ahead of the one being applied,
+// each into an unlinked temporary file in [WithTempDir] that is verified against its DiffID
+// and removed once applied. On a machine with two or more cores this overlaps the
+// decompression of the next layer with the application of the current one. Layers are
+// applied strictly in order either way. The default is 1; 0 streams every layer straight
+// from its blob and uses no temporary space.
+func WithDecompressAhead(n int) Option {
+	return func(o *options) error {
+		if n < 0 || n > 8 {
+			return fmt.Errorf("layerapply: decompress-ahead %d out of range [0, 8]", n)
+		}
+		o.ahead = n
+		return nil
+	}
+}
+
+// WithTempDir puts the files of [WithDecompressAhead] in dir. The default is the system's
+// temporary directory.
+func WithTempDir(dir string) Option {
+	return func(o *options) error { o.tmpDir = dir; return nil }
 }
