@@ -27,6 +27,12 @@
 // SCHILY.xattr and LIBARCHIVE.xattr records are understood. A repeated entry for one path
 // replaces the earlier one.
 //
+// Layers are applied strictly in order, but the next layer may be decompressed ahead, into
+// an unlinked temporary file verified against its DiffID, while the current one is applied
+// ([WithDecompressAhead]), so two cores share the work. A [Merger] keeps the merged tree
+// after Apply for injecting more entries ([Merger.Add]).
+//
 // The sinks in this package are [NewDir], a root filesystem directory, and [NewTar], one
-// flattened, deterministic tar.
+// flattened, deterministic tar. The ext4 image sink lives in package img2ext4, over
+// ext4writer.
 package layerapply
