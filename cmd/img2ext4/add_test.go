@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -88,5 +90,28 @@ func TestAddAndConfigOut(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(tmp, "y")); err == nil {
 		t.Error("failed run left output behind")
+	}
+}
+
+// TestAddExt4 injects a file into the default ext4 output and reads it back with debugfs.
+func TestAddExt4(t *testing.T) {
+	debugfs, err := exec.LookPath("debugfs")
+	if err != nil {
+		t.Skip("debugfs not installed")
+	}
+	tmp := t.TempDir()
+	agent := filepath.Join(tmp, "agent")
+	os.WriteFile(agent, []byte("#!/bin/sh\necho agent\n"), 0o600)
+	img := filepath.Join(tmp, "rootfs.img")
+	if code, _, errOut := runCLI(t, "", "-q", "--add", agent+":/usr/bin/agent:0755", "oci:"+hello, img); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	out, err := exec.Command(debugfs, "-R", "stat /usr/bin/agent", img).Output()
+	if err != nil || !strings.Contains(string(out), "Mode:  0755") {
+		t.Errorf("stat /usr/bin/agent: %v\n%s", err, out)
+	}
+	out, err = exec.Command(debugfs, "-R", "cat /usr/bin/agent", img).Output()
+	if err != nil || string(out) != "#!/bin/sh\necho agent\n" {
+		t.Errorf("cat /usr/bin/agent = %q, %v", out, err)
 	}
 }
