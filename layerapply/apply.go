@@ -484,14 +484,20 @@ func (a *applier) mkdirImplicit(parent *node, name string) (*node, error) {
 	return n, nil
 }
 
-// parentOf resolves the directory part of name, creating missing directories.
-func (a *applier) parentOf(name string) (*node, string, error) {
+// parentOf resolves the directory part of name, creating missing directories. It returns
+// the parent, the base name and the resolved full name, which is name itself (no
+// allocation) unless a symbolic link was followed.
+func (a *applier) parentOf(name string) (parent *node, base, full string, err error) {
 	dir, base := path.Split(name)
-	parent, err := resolveDir(a.root, strings.TrimSuffix(dir, "/"), true, a.mkdirImplicit)
+	dir = strings.TrimSuffix(dir, "/")
+	parent, err = resolveDir(a.root, dir, true, a.mkdirImplicit)
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
-	return parent, base, nil
+	if parent.at(dir) {
+		return parent, base, name, nil
+	}
+	return parent, base, parent.join(base), nil
 }
 
 // create applies a non-link entry.
@@ -508,11 +514,10 @@ func (a *applier) create(name string, hdr *tar.Header, body io.Reader) error {
 		a.root.markUpper(a.layer)
 		return a.sink.Entry(h, nil)
 	}
-	parent, base, err := a.parentOf(name)
+	parent, base, full, err := a.parentOf(name)
 	if err != nil {
 		return err
 	}
-	full := parent.join(base)
 	h, err := a.header(full, hdr)
 	if err != nil {
 		return err
@@ -583,11 +588,10 @@ func (a *applier) link(hdr *tar.Header, final bool) error {
 	if target.isDir() {
 		return fmt.Errorf("%w: hard link to directory %q", ErrInvalidEntry, hdr.Linkname)
 	}
-	parent, base, err := a.parentOf(name)
+	parent, base, full, err := a.parentOf(name)
 	if err != nil {
 		return err
 	}
-	full := parent.join(base)
 	old := parent.children[base]
 	if old == target {
 		return nil // a link to itself changes nothing

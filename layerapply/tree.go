@@ -47,6 +47,26 @@ func (n *node) path() string {
 	return b.String()
 }
 
+// at reports whether the node is the one at the clean name p, reached without symbolic
+// links; it allocates nothing.
+func (n *node) at(p string) bool {
+	for ; n.parent != nil; n = n.parent {
+		if p == "" || p == "." {
+			return false
+		}
+		i := strings.LastIndexByte(p, '/')
+		if p[i+1:] != n.name {
+			return false
+		}
+		if i < 0 {
+			p = ""
+		} else {
+			p = p[:i]
+		}
+	}
+	return p == "" || p == "."
+}
+
 // join returns the clean name of child base under the node.
 func (n *node) join(base string) string {
 	if n.parent == nil {

@@ -34,3 +34,24 @@ func FuzzCleanName(f *testing.F) {
 		}
 	})
 }
+
+func TestNodeAt(t *testing.T) {
+	root := &node{typ: '5'}
+	a := &node{name: "a", typ: '5'}
+	root.add(a)
+	b := &node{name: "b", typ: '5'}
+	a.add(b)
+	for _, c := range []struct {
+		n    *node
+		p    string
+		want bool
+	}{
+		{root, "", true}, {root, ".", true}, {root, "a", false},
+		{a, "a", true}, {a, "b", false}, {a, "", false}, {a, "x/a", false},
+		{b, "a/b", true}, {b, "b", false}, {b, "x/b", false}, {b, "a/b/c", false},
+	} {
+		if got := c.n.at(c.p); got != c.want {
+			t.Errorf("%s.at(%q) = %v, want %v", c.n.path(), c.p, got, c.want)
+		}
+	}
+}
