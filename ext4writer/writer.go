@@ -464,9 +464,7 @@ func (w *Writer) Link(oldname, newname string) error {
 	if err := w.check("link", newname); err != nil {
 		return err
 	}
-	op, opar, obase, err := w.lookup(oldname)
-	_ = opar
-	_ = obase
+	op, _, _, err := w.lookup(oldname)
 	if err != nil {
 		return opErr("link", oldname, err)
 	}

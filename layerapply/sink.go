@@ -3,6 +3,7 @@ package layerapply
 import (
 	"archive/tar"
 	"io"
+	"slices"
 )
 
 // Sink receives the merged result of applying layers, one resolved operation at a time.
@@ -48,7 +49,7 @@ func Xattrs(hdr *tar.Header, fn func(name, value string) error) error {
 			names = append(names, k[len(XattrPrefix):])
 		}
 	}
-	sortStrings(names)
+	slices.Sort(names)
 	for _, n := range names {
 		if err := fn(n, hdr.PAXRecords[XattrPrefix+n]); err != nil {
 			return err

@@ -1,5 +1,0 @@
-package layerapply
-
-import "slices"
-
-func sortStrings(s []string) { slices.Sort(s) }
