@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -94,10 +95,29 @@ func WithFetchOptions(opts ...ocifetch.Option) Option {
 	return func(o *options) error { o.fetch = append(o.fetch, opts...); return nil }
 }
 
-// WithProgress reports every phase (resolve, download, apply, finalize, done) to fn. The
-// callback must not block. The default is no reporting.
+// WithProgress reports every phase (resolve, download, apply, finalize, done) to fn.
+//
+// The work reports from several goroutines (the download workers and the one applying
+// layers), but fn is never called concurrently: the conversion serializes every call to fn
+// with one mutex, so fn needs no locking of its own for the state it keeps. fn runs while
+// that mutex is held and while the reporting goroutine waits, so it must return quickly and
+// never block: record the event and render it elsewhere, as [progress.Renderer] does. No
+// call happens after [Convert] or [ConvertTar] has returned. The default is no reporting.
 func WithProgress(fn progress.Func) Option {
-	return func(o *options) error { o.progress = fn; return nil }
+	return func(o *options) error { o.progress = serialized(fn); return nil }
+}
+
+// serialized returns a Func that calls fn under a mutex, or nil for a nil fn.
+func serialized(fn progress.Func) progress.Func {
+	if fn == nil {
+		return nil
+	}
+	var mu sync.Mutex
+	return func(ev progress.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		fn(ev)
+	}
 }
 
 // WithLogger sends debug messages to l. The default discards them.

@@ -41,6 +41,11 @@ type Event struct {
 	Elapsed time.Duration `json:"elapsed_ns"`
 }
 
-// Func receives progress events. It is called synchronously from the goroutine doing the
-// work, so it must return quickly and must not block; nil means progress is off.
+// Func receives progress events; nil means progress is off.
+//
+// A Func is called synchronously from the goroutine doing the work, so it must return
+// quickly and must not block. Whether calls may overlap is up to the caller, and each
+// package that takes a Func says so: [github.com/img2ext4/img2ext4.WithProgress] serializes
+// every call of a conversion, so a Func given there needs no locking; [Renderer.Func] is
+// safe for concurrent use anyway, so it may be given to several reporters at once.
 type Func func(Event)
