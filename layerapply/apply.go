@@ -6,14 +6,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"net/url"
 	"path"
 	"slices"
 	"strings"
@@ -164,7 +161,8 @@ type applier struct {
 	layer   int    // index of the layer being applied
 	digest  string // its digest, for errors
 	cur     *tar.Header
-	pending []*tar.Header // hard links whose target had not appeared yet
+	pending []*tar.Header   // hard links whose target had not appeared yet
+	skipped map[string]bool // clean names of entries left out (see skipEntry)
 	entries int64
 	bytes   int64
 
@@ -366,12 +364,8 @@ func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 		}
 		return nil
 	}
-	for rest := name; rest != ""; {
-		elem, after, _ := strings.Cut(rest, "/")
-		if len(elem) > 255 {
-			return a.entryErr("apply", hdr.Name, fmt.Errorf("%w: name element longer than 255 bytes", ErrInvalidEntry))
-		}
-		rest = after
+	if reason := entryRule(hdr.Typeflag, name, hdr.Linkname); reason != "" {
+		return a.skipEntry(hdr.Name, name, reason)
 	}
 	if hdr.Typeflag == tar.TypeLink {
 		if err := a.link(hdr, false); err != nil {
@@ -413,63 +407,6 @@ func (a *applier) header(name string, hdr *tar.Header) (*tar.Header, error) {
 	}
 	a.out.PAXRecords = x
 	return &a.out, nil
-}
-
-// xattrs collects the extended attributes of hdr from SCHILY.xattr and LIBARCHIVE.xattr
-// records into SCHILY.xattr keys, converting file capabilities to the v2 format.
-func (a *applier) xattrs(hdr *tar.Header) (map[string]string, error) {
-	var out map[string]string
-	total := 0
-	for k, v := range hdr.PAXRecords {
-		var name string
-		switch {
-		case strings.HasPrefix(k, XattrPrefix):
-			name = k[len(XattrPrefix):]
-		case strings.HasPrefix(k, "LIBARCHIVE.xattr."):
-			n, err := url.PathUnescape(k[len("LIBARCHIVE.xattr."):])
-			if err != nil {
-				return nil, fmt.Errorf("%w: bad LIBARCHIVE.xattr name %q", ErrInvalidEntry, k)
-			}
-			val, err := base64.StdEncoding.DecodeString(v)
-			if err != nil {
-				if val, err = base64.RawStdEncoding.DecodeString(v); err != nil {
-					return nil, fmt.Errorf("%w: bad LIBARCHIVE.xattr value for %q", ErrInvalidEntry, n)
-				}
-			}
-			name, v = n, string(val)
-		default:
-			continue
-		}
-		if name == "" || strings.IndexByte(name, 0) >= 0 {
-			return nil, fmt.Errorf("%w: bad xattr name %q", ErrInvalidEntry, name)
-		}
-		if name == "security.capability" {
-			v = capabilityV2(v)
-		}
-		total += len(name) + len(v)
-		if total > a.opts.limits.XattrBytes {
-			return nil, &LimitError{What: "xattr size", Limit: int64(a.opts.limits.XattrBytes)}
-		}
-		if out == nil {
-			out = make(map[string]string)
-		}
-		out[XattrPrefix+name] = v
-	}
-	return out, nil
-}
-
-// capabilityV2 turns a v3 (namespaced) file capability into the v2 form: the root ID of a
-// user namespace means nothing inside a filesystem image, and kernels reading the image
-// from another namespace would refuse it.
-func capabilityV2(v string) string {
-	const v3 = 0x03000000
-	if len(v) != 24 || binary.LittleEndian.Uint32([]byte(v[:4]))&0xff000000 != v3 {
-		return v
-	}
-	b := []byte(v[:20])
-	magic := binary.LittleEndian.Uint32(b[:4])
-	binary.LittleEndian.PutUint32(b[:4], 0x02000000|magic&0x00ffffff)
-	return string(b)
 }
 
 // mkdirImplicit creates a parent directory that the layer did not list.
@@ -582,6 +519,9 @@ func (a *applier) link(hdr *tar.Header, final bool) error {
 			h := *hdr
 			a.pending = append(a.pending, &h)
 			return nil
+		}
+		if a.skipped[lname] {
+			return a.warn(hdr.Name, "", ActionSkipped, "its hard link target was skipped")
 		}
 		return fmt.Errorf("%w: hard link target %q does not exist", ErrInvalidEntry, hdr.Linkname)
 	}

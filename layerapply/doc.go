@@ -27,6 +27,17 @@
 // SCHILY.xattr and LIBARCHIVE.xattr records are understood. A repeated entry for one path
 // replaces the earlier one.
 //
+// Metadata is decided here too, once for every sink, as ext4 and the kernel can hold and
+// mean it (see [Warning]): a v3 file capability is kept (as v2) only for the namespace root
+// uid 0, since for any other uid it would grant the capability to real root; malformed
+// capabilities, invalid POSIX ACLs, ACLs on symbolic links, default ACLs on non-directories,
+// attribute namespaces ext4 has no index for (system.nfs4_acl, btrfs.*), names over 255
+// bytes and attributes beyond one 4 KiB block are dropped; valid ACLs out of order are
+// sorted; GNU tar's text ACLs (SCHILY.acl.access, SCHILY.acl.default) become
+// system.posix_acl_* attributes; entries whose name or link target passes PATH_MAX, or with
+// a path element over 255 bytes, are skipped. Each of these is reported through
+// [WithWarnings]; [WithStrict] makes the losses errors.
+//
 // Layers are applied strictly in order, but the next layer may be decompressed ahead, into
 // an unlinked temporary file verified against its DiffID, while the current one is applied
 // ([WithDecompressAhead]), so two cores share the work. A [Merger] keeps the merged tree

@@ -15,10 +15,13 @@ type Limits struct {
 	Entries int64
 	// Bytes is the most uncompressed bytes over all layers. The default is 1 TiB.
 	Bytes int64
-	// PathLen is the longest entry name or link target in bytes. The default is 4096.
+	// PathLen is the longest entry name or link target in bytes. The default is 64 KiB.
+	// Names and targets within it but longer than the kernel's PATH_MAX are skipped and
+	// reported (see [Warning]), not refused.
 	PathLen int
-	// XattrBytes is the most bytes of extended-attribute names and values on one entry.
-	// The default is 64 KiB.
+	// XattrBytes is the most bytes of extended-attribute records (names and values) on one
+	// entry. The default is 1 MiB, archive/tar's own cap on a PAX header. Attributes within
+	// it that ext4 cannot hold are dropped and reported (see [Warning]), not refused.
 	XattrBytes int
 }
 
@@ -29,6 +32,8 @@ type options struct {
 	logger   *slog.Logger
 	ahead    int
 	tmpDir   string
+	strict   bool
+	warn     func(Warning)
 }
 
 // Option configures [Apply].
@@ -36,7 +41,7 @@ type Option func(*options) error
 
 func makeOptions(opts []Option) (*options, error) {
 	o := &options{
-		limits: Limits{Entries: 10_000_000, Bytes: 1 << 40, PathLen: 4096, XattrBytes: 64 << 10},
+		limits: Limits{Entries: 10_000_000, Bytes: 1 << 40, PathLen: 64 << 10, XattrBytes: 1 << 20},
 		logger: slog.New(slog.DiscardHandler),
 		ahead:  1,
 	}
