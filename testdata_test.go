@@ -1,15 +1,24 @@
 package img2ext4_test
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/img2ext4/img2ext4"
 	"github.com/img2ext4/img2ext4/internal/tartest"
+	"github.com/img2ext4/img2ext4/internal/treesnap"
+	"github.com/img2ext4/img2ext4/ocifetch"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/hello-oci")
@@ -46,10 +55,36 @@ func helloLayers() [][]byte {
 	}
 }
 
-// TestHelloImage keeps testdata/hello-oci equal to what helloLayers describes; run with
+// helloIndex is the multi-platform image that ships in testdata/hello-oci: an image index
+// with a linux/amd64 and a linux/arm64/v8 manifest sharing the same three layers, each with
+// its own config. The layers hold only text (shell scripts), so both are true to their
+// platform, and the README's command works on either kind of host.
+func helloIndex() (v1.ImageIndex, error) {
+	amd64 := tartest.Image(helloLayers()...)
+	cf, err := amd64.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.Architecture, cf.Variant = "arm64", "v8"
+	arm64, err := mutate.ConfigFile(amd64, cf)
+	if err != nil {
+		return nil, err
+	}
+	return mutate.IndexMediaType(mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: amd64, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: arm64, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}}},
+	), types.DockerManifestList), nil
+}
+
+// TestHelloImage keeps testdata/hello-oci equal to what helloIndex describes; run with
 // -update to rewrite it.
 func TestHelloImage(t *testing.T) {
 	dir := filepath.Join("testdata", "hello-oci")
+	want, err := helloIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if *update {
 		if err := os.RemoveAll(dir); err != nil {
 			t.Fatal(err)
@@ -58,8 +93,7 @@ func TestHelloImage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		img := tartest.Image(helloLayers()...)
-		if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "latest"})); err != nil {
+		if err := p.AppendIndex(want, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "latest"})); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -75,8 +109,42 @@ func TestHelloImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := tartest.Image(helloLayers()...).Digest()
-	if len(m.Manifests) != 1 || m.Manifests[0].Digest != want {
-		t.Fatalf("testdata/hello-oci holds %v, want one image %s; run with -update", m.Manifests, want)
+	wantDigest, _ := want.Digest()
+	if len(m.Manifests) != 1 || m.Manifests[0].Digest != wantDigest {
+		t.Fatalf("testdata/hello-oci holds %v, want one index %s; run with -update", m.Manifests, wantDigest)
+	}
+}
+
+// TestHelloPlatforms converts testdata/hello-oci for both of its platforms, the way the
+// README's command and ExampleConvert run on an amd64 and on an arm64 host, and for a
+// platform it lacks.
+func TestHelloPlatforms(t *testing.T) {
+	for _, p := range []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}} {
+		out := filepath.Join(t.TempDir(), "rootfs.img")
+		res, err := img2ext4.Convert(context.Background(), "oci:testdata/hello-oci:latest", out,
+			img2ext4.WithFetchOptions(ocifetch.WithPlatform(p)))
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if res.Platform.Architecture != p.Architecture || res.Layers != 3 {
+			t.Errorf("%s: converted %s with %d layers", p, res.Platform, res.Layers)
+		}
+		dir := filepath.Join(t.TempDir(), "rootfs")
+		if _, err := img2ext4.Convert(context.Background(), "oci:testdata/hello-oci:latest", dir,
+			img2ext4.WithFormat(img2ext4.FormatDir), img2ext4.WithFetchOptions(ocifetch.WithPlatform(p))); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		es, err := treesnap.Dir(dir, treesnap.Options{NoXattrs: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := treesnap.Diff(helloWant, treesnap.ShortLines(es)); d != "" {
+			t.Errorf("%s: tree differs:\n%s", p, d)
+		}
+	}
+	_, err := img2ext4.Convert(context.Background(), "oci:testdata/hello-oci:latest", filepath.Join(t.TempDir(), "x.img"),
+		img2ext4.WithFetchOptions(ocifetch.WithPlatform(v1.Platform{OS: "linux", Architecture: "riscv64"})))
+	if !errors.Is(err, ocifetch.ErrPlatform) || !strings.Contains(err.Error(), "linux/arm64") {
+		t.Errorf("riscv64: err = %v, want the platforms offered", err)
 	}
 }
