@@ -80,8 +80,9 @@ func (e *SizeError) Unwrap() error {
 }
 
 // PlatformError reports that no image matches the wanted platform: either no
-// entry of an index, or the config of a single-platform image. It wraps
-// [ErrPlatform].
+// entry of an index, or the config of a single-platform image (which
+// [WithAllowPlatformMismatch] accepts). It wraps [ErrPlatform]. Its message
+// names no option, so that a command line can add the flag that fixes it.
 type PlatformError struct {
 	// Want is the platform asked for.
 	Want v1.Platform
@@ -103,7 +104,7 @@ func (e *PlatformError) Error() string {
 		}
 		return fmt.Sprintf("ocifetch: no image for platform %s; the index offers %s", platformString(e.Want), strings.Join(offered, ", "))
 	}
-	return fmt.Sprintf("ocifetch: image is for platform %s, not %s (see WithAllowPlatformMismatch)", strings.Join(offered, ", "), platformString(e.Want))
+	return fmt.Sprintf("ocifetch: image is for platform %s, not %s", strings.Join(offered, ", "), platformString(e.Want))
 }
 
 // Unwrap returns [ErrPlatform].
