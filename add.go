@@ -30,13 +30,13 @@ type Add struct {
 func ParseAdd(s string) (Add, error) {
 	parts := strings.Split(s, ":")
 	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
-		return Add{}, fmt.Errorf("img2ext4: add %q: want SRC:DST[:MODE]", s)
+		return Add{}, fmt.Errorf("add %q: want SRC:DST[:MODE]", s)
 	}
 	a := Add{Src: parts[0], Dst: parts[1]}
 	if len(parts) == 3 {
 		m, err := strconv.ParseUint(parts[2], 8, 32)
 		if err != nil || m == 0 || m > 0o7777 {
-			return Add{}, fmt.Errorf("img2ext4: add %q: mode %q is not an octal mode between 1 and 7777", s, parts[2])
+			return Add{}, fmt.Errorf("add %q: mode %q is not an octal mode between 1 and 7777", s, parts[2])
 		}
 		a.Mode = fs.FileMode(m)
 	}

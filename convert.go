@@ -36,7 +36,7 @@ func ParseFormat(s string) (Format, error) {
 	case FormatExt4, FormatDir, FormatTar:
 		return Format(s), nil
 	}
-	return "", fmt.Errorf("img2ext4: unknown format %q (want ext4, dir or tar)", s)
+	return "", fmt.Errorf("unknown format %q (want ext4, dir or tar)", s)
 }
 
 // Result describes a finished conversion.
@@ -124,7 +124,7 @@ func serialized(fn progress.Func) progress.Func {
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
 		if l == nil {
-			return errors.New("img2ext4: nil logger")
+			return errors.New("nil logger")
 		}
 		o.logger = l
 		return nil
@@ -151,7 +151,7 @@ func WithAdd(adds ...Add) Option {
 	return func(o *options) error {
 		for _, a := range adds {
 			if a.Src == "" || a.Dst == "" {
-				return fmt.Errorf("img2ext4: add %q to %q: source and destination are required", a.Src, a.Dst)
+				return fmt.Errorf("add %q to %q: source and destination are required", a.Src, a.Dst)
 			}
 		}
 		o.adds = append(o.adds, adds...)
@@ -176,7 +176,7 @@ func Convert(ctx context.Context, ref, out string, opts ...Option) (res *Result,
 		return nil, err
 	}
 	if out == "" {
-		return nil, errors.New("img2ext4: empty output path")
+		return nil, errors.New("empty output path")
 	}
 	switch o.format {
 	case FormatDir:

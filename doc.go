@@ -1,6 +1,7 @@
-// Package img2ext4 turns OCI and Docker container images into root filesystems: a
-// directory or one flattened tar, without a container engine, root privileges or external
-// programs.
+// Package img2ext4 turns OCI and Docker container images into ext4 filesystem images a
+// virtual machine can boot, or into a root filesystem directory or one flattened tar,
+// without a container engine, root privileges, a loop device or external programs such as
+// mkfs.ext4.
 //
 // [Convert] is the whole job in one call: it resolves a reference (a registry, an OCI
 // layout, an OCI archive or a docker-archive, see [ocifetch.Image]), picks the platform,
@@ -10,5 +11,6 @@
 // into place only when complete, so an error or a cancellation leaves nothing new behind.
 //
 // The packages below it can be used on their own: ocifetch resolves and fetches, whiteout
-// classifies names, layerapply merges layers into a sink, progress renders events.
+// classifies names, layerapply merges layers into a sink, ext4writer writes an ext4
+// filesystem in one pass, progress renders events.
 package img2ext4

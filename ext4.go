@@ -63,16 +63,16 @@ func WithExt4(e Ext4Options) Option {
 // Validate reports options that are out of range or exclude each other.
 func (e Ext4Options) Validate() error {
 	if e.Align != 0 && (e.Align < 4096 || e.Align&(e.Align-1) != 0) {
-		return fmt.Errorf("img2ext4: alignment %d is not a power of two of at least 4096", e.Align)
+		return fmt.Errorf("alignment %d is not a power of two of at least 4096", e.Align)
 	}
 	if e.Size < 0 || e.FreeBytes < 0 || e.FreePercent < 0 || e.FreePercent > 10000 {
-		return errors.New("img2ext4: negative size or free space")
+		return errors.New("negative size or free space")
 	}
 	if e.Size > 0 && (e.FreeBytes > 0 || e.FreePercent > 0) {
-		return errors.New("img2ext4: a fixed size and extra free space exclude each other")
+		return errors.New("a fixed size and extra free space exclude each other")
 	}
 	if len(e.Label) > 16 {
-		return fmt.Errorf("img2ext4: label %q is longer than 16 bytes", e.Label)
+		return fmt.Errorf("label %q is longer than 16 bytes", e.Label)
 	}
 	if e.UUID != "" {
 		if _, err := parseUUID(e.UUID); err != nil {
@@ -87,7 +87,7 @@ func parseUUID(s string) ([16]byte, error) {
 	h := strings.ReplaceAll(s, "-", "")
 	b, err := hex.DecodeString(h)
 	if err != nil || len(b) != 16 {
-		return u, fmt.Errorf("img2ext4: bad UUID %q", s)
+		return u, fmt.Errorf("bad UUID %q", s)
 	}
 	copy(u[:], b)
 	return u, nil
