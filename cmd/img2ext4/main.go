@@ -15,10 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"runtime/debug"
 	"strings"
-	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/img2ext4/img2ext4"
@@ -26,10 +23,6 @@ import (
 	"github.com/img2ext4/img2ext4/progress"
 	"github.com/spf13/pflag"
 )
-
-// version is set at build time with -ldflags "-X main.version=…"; otherwise the module
-// version is used.
-var version = ""
 
 // platformValue is a pflag.Value for os/arch[/variant].
 type platformValue struct{ p *v1.Platform }
@@ -59,6 +52,7 @@ func (v *platformValue) Type() string { return "os/arch[/variant]" }
 type config struct {
 	format        string
 	platform      platformValue
+	allowMismatch bool
 	username      string
 	passwordStdin bool
 	insecure      bool
@@ -77,38 +71,45 @@ type config struct {
 // usageError marks errors that exit with status 2.
 type usageError struct{ error }
 
-func parse(args []string, stderr io.Writer) (*config, error) {
+func (e usageError) Unwrap() error { return e.error }
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// parse reads the command line. -h and --help print the help to stdout and return
+// [pflag.ErrHelp]; every other error is a [usageError].
+func parse(args []string, stdout io.Writer) (*config, error) {
 	c := &config{}
 	fs := pflag.NewFlagSet("img2ext4", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // errors are returned, help goes to stdout
 	fs.StringVar(&c.format, "format", "ext4", "output format: ext4, dir or tar")
 	c.ext4.Align = img2ext4.DefaultAlign
 	fs.Var(sizeValue{&c.ext4.Size}, "size", "ext4: exact image size (e.g. 2G); default: the smallest that fits")
 	fs.Var(freeValue{&c.ext4.FreeBytes, &c.ext4.FreePercent}, "free", "ext4: extra free space, a size (512M) or a percentage of the content (20%)")
-	fs.Var(sizeValue{&c.ext4.Align}, "align", "ext4: round the image size up to a multiple of this (default 2M; 4096 for none)")
+	fs.Var(sizeValue{&c.ext4.Align}, "align", "ext4: round the image size up to a multiple of this, a power of two (4K for none)")
 	fs.Uint32Var(&c.ext4.Inodes, "inodes", 0, "ext4: number of inodes (default: mke2fs's ratio)")
 	fs.StringVar(&c.ext4.Label, "label", "", "ext4: volume label")
 	fs.StringVar(&c.ext4.UUID, "uuid", "", "ext4: filesystem UUID (default: derived from the image digest)")
 	fs.BoolVar(&c.ext4.NoJournal, "no-journal", false, "ext4: leave out the journal")
 	fs.BoolVar(&c.ext4.ReadOnly, "read-only", false, "ext4: set the read-only feature (the kernel mounts it read-only)")
 	fs.Var(&c.platform, "platform", "platform to pick from a multi-platform image (default linux/<host arch>)")
+	fs.BoolVar(&c.allowMismatch, "allow-platform-mismatch", false, "convert a single-platform image made for another platform than --platform")
 	fs.StringVar(&c.username, "username", "", "registry user name (use with --password-stdin)")
 	fs.BoolVar(&c.passwordStdin, "password-stdin", false, "read the registry password from standard input")
 	fs.BoolVar(&c.insecure, "insecure", false, "allow plain HTTP and unverified TLS for non-loopback registries")
-	fs.StringVar(&c.registryCA, "registry-ca", "", "PEM file with extra CA certificates for the registry")
+	fs.StringVar(&c.registryCA, "registry-ca", "", "PEM `FILE` with extra CA certificates for the registry")
 	fs.IntVar(&c.jobs, "jobs", 4, "layer blobs to download in parallel")
-	fs.StringVar(&c.progress, "progress", "auto", "progress output: auto, tty, plain, json or none")
+	fs.StringVar(&c.progress, "progress", "auto", "progress output `MODE`: auto, tty, plain, json or none")
 	fs.BoolVarP(&c.quiet, "quiet", "q", false, "print nothing but errors (same as --progress none)")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
-	fs.StringVar(&c.tmpDir, "tmpdir", "", "directory for downloaded blobs (default: the system temporary directory)")
-	fs.StringArrayVar(&c.adds, "add", nil, "inject a host file or directory: SRC:DST[:MODE] (repeatable)")
-	fs.StringVar(&c.configOut, "config-out", "", "write the image's launch config (entrypoint, cmd, env, ...) as JSON to FILE")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: img2ext4 [flags] SOURCE OUTPUT\n\n"+
-			"SOURCE: registry reference, oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:REF]\n"+
-			"OUTPUT: an ext4 image file (default), a directory (--format dir) or a tar file, - for stdout (--format tar)\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	fs.StringVar(&c.tmpDir, "tmpdir", "", "`DIR` for downloaded blobs (default: the system temporary directory)")
+	fs.StringArrayVar(&c.adds, "add", nil, "inject a host file or directory, `SRC:DST[:MODE]` (repeatable)")
+	fs.StringVar(&c.configOut, "config-out", "", "write the image's launch config (entrypoint, cmd, env, ...) as JSON to `FILE`")
+	fs.Usage = func() { fmt.Fprint(stdout, helpText(fs)) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return nil, err
@@ -119,10 +120,15 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 		return c, nil
 	}
 	if fs.NArg() != 2 {
-		fs.Usage()
 		return nil, usageError{fmt.Errorf("want SOURCE and OUTPUT, got %d arguments", fs.NArg())}
 	}
 	c.source, c.out = fs.Arg(0), fs.Arg(1)
+	if err := ocifetch.CheckReference(c.source); err != nil {
+		return nil, usageError{err}
+	}
+	if c.out == "" {
+		return nil, usageError{errors.New("empty OUTPUT path")}
+	}
 	if _, err := img2ext4.ParseFormat(c.format); err != nil {
 		return nil, usageError{err}
 	}
@@ -135,15 +141,29 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	if c.username != "" && !c.passwordStdin {
 		return nil, usageError{errors.New("--username needs --password-stdin (passwords are never taken from the command line)")}
 	}
-	if c.jobs < 1 {
-		return nil, usageError{fmt.Errorf("--jobs must be at least 1, got %d", c.jobs)}
+	if c.jobs < 1 || c.jobs > 64 {
+		return nil, usageError{fmt.Errorf("--jobs %d: want 1 to 64", c.jobs)}
 	}
 	for _, a := range c.adds {
 		if _, err := img2ext4.ParseAdd(a); err != nil {
 			return nil, usageError{err}
 		}
 	}
-	if err := c.ext4.Validate(); err != nil && c.format == "ext4" {
+	if c.format != "ext4" {
+		var ext4Only []string
+		fs.Visit(func(f *pflag.Flag) {
+			if strings.HasPrefix(f.Usage, "ext4: ") {
+				ext4Only = append(ext4Only, "--"+f.Name)
+			}
+		})
+		if len(ext4Only) > 0 {
+			return nil, usageError{fmt.Errorf("%s only apply to --format ext4, not %s", strings.Join(ext4Only, ", "), c.format)}
+		}
+	}
+	if a := c.ext4.Align; a < 4096 || a&(a-1) != 0 {
+		return nil, usageError{fmt.Errorf("--align %s: want a power of two of at least 4K (4K for no rounding)", formatSize(a))}
+	}
+	if err := c.ext4.Validate(); err != nil {
 		return nil, usageError{err}
 	}
 	if c.out == "-" && c.format != "tar" {
@@ -152,30 +172,21 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	return c, nil
 }
 
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "devel"
-}
-
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	c, err := parse(args, stderr)
+	c, err := parse(args, stdout)
 	if errors.Is(err, pflag.ErrHelp) {
-		return 0
+		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "img2ext4: %v\n", err)
-		return 2
+		printError(stderr, err)
+		fmt.Fprintln(stderr, "Run 'img2ext4 --help' for usage.")
+		return exitUsage
 	}
 	if c.version {
-		fmt.Fprintf(stdout, "img2ext4 %s\n", versionString())
-		return 0
+		fmt.Fprint(stdout, versionText())
+		return exitOK
 	}
-	fetch := []ocifetch.Option{ocifetch.WithJobs(c.jobs), ocifetch.WithInsecure(c.insecure)}
+	fetch := []ocifetch.Option{ocifetch.WithJobs(c.jobs), ocifetch.WithInsecure(c.insecure), ocifetch.WithAllowPlatformMismatch(c.allowMismatch)}
 	if c.platform.p != nil {
 		fetch = append(fetch, ocifetch.WithPlatform(*c.platform.p))
 	}
@@ -185,8 +196,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if c.passwordStdin {
 		b, err := io.ReadAll(io.LimitReader(stdin, 64<<10))
 		if err != nil {
-			fmt.Fprintf(stderr, "img2ext4: read password from stdin: %v\n", err)
-			return 1
+			printError(stderr, fmt.Errorf("read password from stdin: %w", err))
+			return exitFailure
 		}
 		fetch = append(fetch, ocifetch.WithBasicAuth(c.username, strings.TrimRight(string(b), "\r\n")))
 	}
@@ -222,8 +233,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = res.WriteLaunchConfig(c.configOut)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "img2ext4: %v\n", err)
-		return 1
+		if cause := context.Cause(ctx); ctx.Err() != nil && cause != nil {
+			err = cause // the signal, not the operation it interrupted
+		}
+		printError(stderr, err)
+		return exitFailure
 	}
 	if !c.quiet {
 		if !res.Skipped.Zero() {
@@ -233,12 +247,27 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			fmt.Fprintf(stderr, "img2ext4: wrote %s (%s, %s, %d layers) to %s\n", c.format, res.Digest, res.Platform.String(), res.Layers, c.out)
 		}
 	}
-	return 0
+	return exitOK
+}
+
+// printError prints err to stderr behind one "img2ext4: " prefix, with a hint when the
+// command line can fix it.
+func printError(stderr io.Writer, err error) {
+	msg := strings.TrimPrefix(err.Error(), "img2ext4: ")
+	fmt.Fprintf(stderr, "img2ext4: %s\n", msg)
+	var pe *ocifetch.PlatformError
+	if errors.As(err, &pe) {
+		if pe.Index {
+			fmt.Fprintln(stderr, "Pick one of the platforms offered with --platform OS/ARCH[/VARIANT].")
+		} else {
+			fmt.Fprintln(stderr, "Use --allow-platform-mismatch to convert it anyway, or --platform for the platform it is for.")
+		}
+	}
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := notifySignals(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
-	os.Exit(code)
+	os.Exit(exitStatus(ctx, code))
 }

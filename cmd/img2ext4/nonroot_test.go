@@ -19,20 +19,13 @@ func TestNonRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to switch to an unprivileged user")
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not found")
-	}
+	bin := buildBinary(t)
 	work, err := os.MkdirTemp("", "img2ext4-nonroot-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(work)
 	os.Chmod(work, 0o777)
-	bin := filepath.Join(work, "img2ext4")
-	if out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	lay := filepath.Join(work, "layout")
 	p, err := layout.Write(lay, empty.Index)
 	if err != nil {

@@ -34,14 +34,28 @@ func parseSize(s string) (int64, error) {
 	return v * mult, nil
 }
 
+// formatSize writes n the way a user types it: with the largest unit (K, M, G, T) that
+// divides it exactly, or in bytes.
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"T", 40}, {"G", 30}, {"M", 20}, {"K", 10}} {
+		if n != 0 && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // sizeValue is a pflag.Value holding a byte count.
 type sizeValue struct{ n *int64 }
 
 func (v sizeValue) String() string {
-	if v.n == nil || *v.n == 0 {
+	if v.n == nil {
 		return "0"
 	}
-	return strconv.FormatInt(*v.n, 10)
+	return formatSize(*v.n)
 }
 
 func (v sizeValue) Set(s string) error {
@@ -66,7 +80,7 @@ func (v freeValue) String() string {
 		return strconv.Itoa(*v.percent) + "%"
 	}
 	if v.bytes != nil {
-		return strconv.FormatInt(*v.bytes, 10)
+		return formatSize(*v.bytes)
 	}
 	return "0"
 }
