@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 )
 
@@ -46,23 +45,10 @@ func (r *Result) WriteLaunchConfig(file string) error {
 	if err != nil {
 		return fmt.Errorf("write config %s: %w", file, err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".img2ext4-*")
-	if err != nil {
-		return fmt.Errorf("write config %s: %w", file, err)
-	}
-	_, err = f.Write(append(b, '\n'))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), file)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write config %s: %w", file, err)
-	}
-	return nil
+	return createAtomic(file, "config", func(f *os.File) error {
+		if _, err := f.Write(append(b, '\n')); err != nil {
+			return fmt.Errorf("write config %s: %w", file, err)
+		}
+		return nil
+	})
 }

@@ -2,26 +2,18 @@ package layerapply
 
 import (
 	"archive/tar"
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"path"
 	"slices"
 	"strings"
-	"sync"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/img2ext4/img2ext4/layerstream"
 	"github.com/img2ext4/img2ext4/progress"
 	"github.com/img2ext4/img2ext4/whiteout"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 )
 
 // Apply merges the layers of img, bottom first, into s. It returns the first error, wrapped
@@ -58,7 +50,6 @@ func NewMerger(s Sink, opts ...Option) (*Merger, error) {
 		opts: o,
 		root: &node{typ: tar.TypeDir, layer: -1, upper: -1},
 		buf:  make([]byte, 256<<10),
-		hash: sha256.New(),
 	}}, nil
 }
 
@@ -82,14 +73,12 @@ func (m *Merger) Apply(ctx context.Context, img v1.Image) error {
 		return fmt.Errorf("%w: image has %d layers but its config lists %d diff_ids", ErrInvalidEntry, len(layers), len(diffIDs))
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	spools := make([]*spool, len(layers))
+	spools := make([]*layerstream.Spool, len(layers))
 	defer func() {
 		cancel()
-		wg.Wait()
 		for _, s := range spools {
 			if s != nil {
-				s.close()
+				s.Close()
 			}
 		}
 	}()
@@ -100,15 +89,13 @@ func (m *Merger) Apply(ctx context.Context, img v1.Image) error {
 		}
 		for j := i + 1; j <= i+a.opts.ahead && j < len(layers); j++ {
 			if spools[j] == nil {
-				spools[j] = startSpool(ctx, &wg, layers[j], diffIDs[j], a.opts.tmpDir, a.opts.limits.Bytes)
+				spools[j] = layerstream.StartSpool(ctx, layers[j], diffIDs[j],
+					layerstream.WithTempDir(a.opts.tmpDir), layerstream.WithLimit(a.opts.limits.Bytes, 0))
 			}
 		}
-		var err error
+		err := a.applyLayer(m.layers, len(layers), l, diffIDs[i], spools[i])
 		if spools[i] != nil {
-			err = a.applySpooled(m.layers, len(layers), l, spools[i])
-			spools[i].close()
-		} else {
-			err = a.applyLayer(m.layers, len(layers), l, diffIDs[i])
+			spools[i].Close()
 		}
 		if err != nil {
 			return err
@@ -166,68 +153,49 @@ type applier struct {
 	entries int64
 	bytes   int64
 
-	buf  []byte
-	hash hash.Hash
-	gz   *gzip.Reader
-	zd   *zstd.Decoder
-	out  tar.Header // reused header handed to the sink
+	buf []byte
+	dec layerstream.Decoder // reused from layer to layer
+	out tar.Header          // reused header handed to the sink
 }
 
-func (a *applier) close() {
-	if a.zd != nil {
-		a.zd.Close()
-	}
-}
+func (a *applier) close() { a.dec.Close() }
 
-func (a *applier) applyLayer(idx, count int, l v1.Layer, diffID v1.Hash) (err error) {
+// applyLayer applies one layer, read from its spool when it has one.
+func (a *applier) applyLayer(idx, count int, l v1.Layer, diffID v1.Hash, sp *layerstream.Spool) (err error) {
 	a.layer = idx
 	a.digest = fmt.Sprintf("%d", idx)
 	if d, derr := l.Digest(); derr == nil {
 		a.digest = d.String()
 	}
-	size, serr := l.Size()
-	if serr != nil {
-		size = -1
+	opts := []layerstream.Option{
+		layerstream.WithLimit(a.opts.limits.Bytes, a.bytes),
+		layerstream.WithDecoder(&a.dec),
+		layerstream.WithProgress(a.opts.progress, progress.Event{
+			Phase: progress.PhaseApply, Layer: idx, Layers: count, Digest: a.digest,
+		}),
 	}
-	rc, err := l.Compressed()
+	var st *layerstream.Stream
+	if sp != nil {
+		st, err = sp.Open(a.ctx, opts...)
+	} else {
+		st, err = layerstream.Open(a.ctx, l, diffID, opts...)
+	}
 	if err != nil {
-		return fmt.Errorf("open layer %s: %w", a.digest, err)
-	}
-	defer func() {
-		if cerr := rc.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("close layer %s: %w", a.digest, cerr)
-		}
-	}()
-	cr := &countingReader{r: rc, ctx: a.ctx, fn: a.opts.progress, ev: progress.Event{
-		Phase: progress.PhaseApply, Layer: idx, Layers: count, Digest: a.digest, Total: size,
-	}, start: time.Now()}
-	br := bufio.NewReaderSize(cr, 64<<10)
-	dec, err := a.decompress(br)
-	if err != nil {
-		return fmt.Errorf("decompress layer %s: %w", a.digest, err)
-	}
-	a.hash.Reset()
-	ra := newReadAhead(dec, 4, 1<<20)
-	defer ra.Close()
-	lr := &limitReader{r: ra, n: &a.bytes, max: a.opts.limits.Bytes}
-	tee := io.TeeReader(lr, a.hash)
-	if err := a.applyTar(tar.NewReader(tee)); err != nil {
 		return err
 	}
-	// Drain what follows the end-of-archive marker, so the whole stream is hashed.
-	if _, err := io.CopyBuffer(io.Discard, tee, a.buf); err != nil {
+	defer func() {
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	if err := a.applyTar(tar.NewReader(st)); err != nil {
+		return err
+	}
+	// Read what follows the end-of-archive marker: the stream verifies its DiffID at its end.
+	if _, err := io.CopyBuffer(io.Discard, st, a.buf); err != nil {
 		return fmt.Errorf("layer %s: read past end of tar: %w", a.digest, err)
 	}
-	ra.Close() // the decompressor is done with br
-	// Drain the compressed stream too, so a verifying reader below sees EOF.
-	if _, err := io.CopyBuffer(io.Discard, br, a.buf); err != nil {
-		return fmt.Errorf("layer %s: %w", a.digest, err)
-	}
-	got := "sha256:" + hex.EncodeToString(a.hash.Sum(nil))
-	if diffID.String() != got {
-		return &DiffIDError{Layer: a.digest, Want: diffID.String(), Got: got}
-	}
-	cr.report(true)
+	a.bytes += st.Size()
 	return nil
 }
 
@@ -257,64 +225,6 @@ func (a *applier) applyTar(tr *tar.Reader) error {
 		}
 	}
 	return nil
-}
-
-// applySpooled applies a layer that a spool has decompressed and verified already.
-func (a *applier) applySpooled(idx, count int, l v1.Layer, s *spool) error {
-	a.layer = idx
-	a.digest = fmt.Sprintf("%d", idx)
-	if d, derr := l.Digest(); derr == nil {
-		a.digest = d.String()
-	}
-	f, size, err := s.wait(a.ctx)
-	if err != nil {
-		return err
-	}
-	cr := &countingReader{r: io.NewSectionReader(f, 0, size), ctx: a.ctx, fn: a.opts.progress, ev: progress.Event{
-		Phase: progress.PhaseApply, Layer: idx, Layers: count, Digest: a.digest, Total: size,
-	}, start: time.Now()}
-	lr := &limitReader{r: bufio.NewReaderSize(cr, 1<<20), n: &a.bytes, max: a.opts.limits.Bytes}
-	if err := a.applyTar(tar.NewReader(lr)); err != nil {
-		return err
-	}
-	cr.report(true)
-	return nil
-}
-
-var (
-	gzipMagic = []byte{0x1f, 0x8b}
-	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
-)
-
-// decompress picks the decoder from the stream's first bytes, reusing decoders between
-// layers.
-func (a *applier) decompress(br *bufio.Reader) (io.Reader, error) {
-	head, _ := br.Peek(4)
-	switch {
-	case bytes.HasPrefix(head, gzipMagic):
-		if a.gz == nil {
-			gz, err := gzip.NewReader(br)
-			if err != nil {
-				return nil, err
-			}
-			a.gz = gz
-		} else if err := a.gz.Reset(br); err != nil {
-			return nil, err
-		}
-		return a.gz, nil
-	case bytes.HasPrefix(head, zstdMagic):
-		if a.zd == nil {
-			zd, err := zstd.NewReader(br, zstd.WithDecoderMaxMemory(1<<30))
-			if err != nil {
-				return nil, err
-			}
-			a.zd = zd
-		} else if err := a.zd.Reset(br); err != nil {
-			return nil, err
-		}
-		return a.zd, nil
-	}
-	return br, nil
 }
 
 func (a *applier) entryErr(op, name string, err error) error {
@@ -639,58 +549,4 @@ func (a *applier) removeLowerChildren(d *node) error {
 		}
 	}
 	return nil
-}
-
-// countingReader counts compressed bytes, reports progress and stops on cancellation.
-type countingReader struct {
-	r     io.Reader
-	ctx   context.Context
-	fn    progress.Func
-	ev    progress.Event
-	start time.Time
-	last  time.Time
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	n, err := c.r.Read(p)
-	c.ev.Done += int64(n)
-	if c.fn != nil {
-		if now := time.Now(); now.Sub(c.last) >= 100*time.Millisecond {
-			c.last = now
-			c.report(false)
-		}
-	}
-	return n, err
-}
-
-func (c *countingReader) report(complete bool) {
-	if c.fn == nil {
-		return
-	}
-	ev := c.ev
-	ev.Elapsed = time.Since(c.start)
-	if s := ev.Elapsed.Seconds(); s > 0 {
-		ev.BytesPerSec = float64(ev.Done) / s
-	}
-	ev.Complete = complete
-	c.fn(ev)
-}
-
-// limitReader fails once the shared count passes max.
-type limitReader struct {
-	r   io.Reader
-	n   *int64
-	max int64
-}
-
-func (l *limitReader) Read(p []byte) (int, error) {
-	n, err := l.r.Read(p)
-	*l.n += int64(n)
-	if *l.n > l.max {
-		return n, &LimitError{What: "uncompressed bytes", Limit: l.max}
-	}
-	return n, err
 }

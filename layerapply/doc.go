@@ -1,8 +1,8 @@
 // Package layerapply merges the layers of a container image, in order, into a [Sink].
 //
-// [Apply] streams each layer once: it decompresses the blob (gzip, zstd or none, detected
-// from the stream), hashes the uncompressed bytes against the DiffID in the image config,
-// reads the tar and turns every member into a plain, safe operation on the sink. All layer
+// [Apply] streams each layer once: package layerstream turns the blob into its uncompressed
+// tar stream, verified against the DiffID in the image config, and Apply reads the tar and
+// turns every member into a plain, safe operation on the sink. All layer
 // semantics live here, so every sink (a directory, a flattened tar, an ext4 image) merges
 // the same way:
 //
@@ -39,8 +39,8 @@
 // [WithWarnings]; [WithStrict] makes the losses errors.
 //
 // Layers are applied strictly in order, but the next layer may be decompressed ahead, into
-// an unlinked temporary file verified against its DiffID, while the current one is applied
-// ([WithDecompressAhead]), so two cores share the work. A [Merger] keeps the merged tree
+// an unlinked temporary file verified against its DiffID (layerstream.StartSpool), while
+// the current one is applied ([WithDecompressAhead]), so two cores share the work. A [Merger] keeps the merged tree
 // after Apply for injecting more entries ([Merger.Add]).
 //
 // The sinks in this package are [NewDir], a root filesystem directory, and [NewTar], one

@@ -3,6 +3,8 @@ package layerapply
 import (
 	"errors"
 	"fmt"
+
+	"github.com/img2ext4/img2ext4/layerstream"
 )
 
 var (
@@ -12,10 +14,11 @@ var (
 	// ErrInvalidEntry reports a tar member that cannot be applied.
 	ErrInvalidEntry = errors.New("layerapply: invalid entry")
 	// ErrDiffIDMismatch reports a layer whose uncompressed content does not hash to the
-	// DiffID in the image config.
-	ErrDiffIDMismatch = errors.New("layerapply: diffid mismatch")
-	// ErrLimit reports input beyond a limit set with [WithLimits].
-	ErrLimit = errors.New("layerapply: limit exceeded")
+	// DiffID in the image config. It is [layerstream.ErrDiffIDMismatch].
+	ErrDiffIDMismatch = layerstream.ErrDiffIDMismatch
+	// ErrLimit reports input beyond a limit set with [WithLimits]. It is
+	// [layerstream.ErrLimit].
+	ErrLimit = layerstream.ErrLimit
 )
 
 // EntryError records an error and the layer and entry that caused it.
@@ -39,29 +42,7 @@ func (e *EntryError) Error() string {
 func (e *EntryError) Unwrap() error { return e.Err }
 
 // DiffIDError reports a layer whose uncompressed content hashed to Got instead of Want.
-type DiffIDError struct {
-	Layer     string
-	Want, Got string
-}
-
-// Error describes the mismatch.
-func (e *DiffIDError) Error() string {
-	return fmt.Sprintf("layer %s: uncompressed digest %s does not match config diff_id %s", e.Layer, e.Got, e.Want)
-}
-
-// Unwrap returns [ErrDiffIDMismatch].
-func (e *DiffIDError) Unwrap() error { return ErrDiffIDMismatch }
+type DiffIDError = layerstream.DiffIDError
 
 // LimitError reports which limit was exceeded.
-type LimitError struct {
-	// What names the limit ("entries", "bytes", "path length", "xattr size").
-	What string
-	// Limit is the configured value.
-	Limit int64
-}
-
-// Error describes the limit.
-func (e *LimitError) Error() string { return fmt.Sprintf("%s over the limit of %d", e.What, e.Limit) }
-
-// Unwrap returns [ErrLimit].
-func (e *LimitError) Unwrap() error { return ErrLimit }
+type LimitError = layerstream.LimitError

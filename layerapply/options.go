@@ -76,8 +76,9 @@ func WithLimits(l Limits) Option {
 	}
 }
 
-// WithProgress reports apply progress (bytes of each compressed layer read) to fn. The
-// default is no reporting.
+// WithProgress reports apply progress to fn: [progress.PhaseApply] events counting each
+// layer's uncompressed tar bytes (Total as layerstream.WithProgress describes it). The default is
+// no reporting.
 func WithProgress(fn progress.Func) Option {
 	return func(o *options) error { o.progress = fn; return nil }
 }

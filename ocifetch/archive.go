@@ -11,6 +11,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/img2ext4/img2ext4/layerstream"
 )
 
 // dockerManifestEntry is one image in the manifest.json of "docker save".
@@ -163,13 +164,13 @@ func archiveLayer(ctx context.Context, fsys *tarFS, p string, diffID v1.Hash) (v
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 		return desc, err
 	}
-	switch sniffCompression(head[:n]) {
-	case compressionNone:
+	switch layerstream.Sniff(head[:n]) {
+	case layerstream.None:
 		desc.MediaType, desc.Digest = types.OCIUncompressedLayer, diffID
 		return desc, nil
-	case compressionGzip:
+	case layerstream.Gzip:
 		desc.MediaType = types.OCILayer
-	case compressionZstd:
+	case layerstream.Zstd:
 		desc.MediaType = types.OCILayerZStd
 	}
 	if alg, hex, ok := strings.Cut(strings.TrimPrefix(p, "blobs/"), "/"); ok && strings.HasPrefix(p, "blobs/") {

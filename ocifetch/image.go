@@ -11,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/img2ext4/img2ext4/layerstream"
 	"github.com/img2ext4/img2ext4/progress"
 )
 
@@ -296,8 +297,28 @@ func (l *layer) Uncompressed() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decompress(rc)
+	return uncompressed(rc)
 }
+
+// uncompressed returns the decompressed stream of rc; closing it closes rc.
+func uncompressed(rc io.ReadCloser) (io.ReadCloser, error) {
+	zr, err := layerstream.Decompress(rc)
+	if err != nil {
+		rc.Close()
+		return nil, err
+	}
+	return &readCloser{Reader: zr, close: func() error {
+		zr.Close()
+		return rc.Close()
+	}}, nil
+}
+
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (r *readCloser) Close() error { return r.close() }
 
 // openRaw opens the unverified blob under ctx; [Prefetch] uses it to tie the
 // download to its own context and verifies the bytes itself.

@@ -17,11 +17,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/img2ext4/img2ext4/layerstream"
 	"github.com/img2ext4/img2ext4/progress"
 )
-
-// progressInterval is the minimum time between two download events of one layer.
-const progressInterval = 100 * time.Millisecond
 
 // Prefetcher downloads the layer blobs of an image in parallel to temporary
 // files. Create one with [Prefetch], take its layers with [Prefetcher.Layers]
@@ -257,13 +255,13 @@ func (l *prefetchLayer) fetchOnce(ctx context.Context, rep *reporter, layers int
 			os.Remove(f.Name())
 		}
 	}()
-	pw := &progressWriter{w: f, rep: rep, ev: progress.Event{
+	pw := &progressWriter{w: f, m: progress.NewMeter(rep.meterFunc(), progress.Event{
 		Phase: progress.PhaseDownload, Layer: l.index, Layers: layers,
 		Digest: l.desc.Digest.String(), Total: l.desc.Size,
-	}, start: start}
+	}, start)}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	if _, err = io.CopyBuffer(pw, ctxReader{ctx: ctx, r: vr, watchdog: watchdog}, *bp); err != nil {
+	if _, err = io.CopyBuffer(pw, layerstream.ContextReader(ctx, watchdogReader{r: vr, watchdog: watchdog}), *bp); err != nil {
 		switch {
 		case ctx.Err() != nil:
 			err = context.Cause(ctx)
@@ -278,7 +276,7 @@ func (l *prefetchLayer) fetchOnce(ctx context.Context, rep *reporter, layers int
 	if err = os.Rename(f.Name(), l.path); err != nil {
 		return err
 	}
-	pw.final()
+	pw.m.Complete()
 	return nil
 }
 
@@ -320,7 +318,7 @@ func (l *prefetchLayer) Uncompressed() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decompress(rc)
+	return uncompressed(rc)
 }
 
 // Digest returns the layer's compressed digest.
@@ -345,21 +343,16 @@ var stallTimeout = 2 * time.Minute
 // errStalled reports a download that stopped receiving data.
 var errStalled = errors.New("ocifetch: download stalled")
 
-// ctxReader fails reads once ctx is done and pushes back the watchdog
-// whenever data arrives.
-type ctxReader struct {
-	ctx      context.Context
+// watchdogReader pushes back the watchdog whenever data arrives.
+type watchdogReader struct {
 	r        io.Reader
 	watchdog *time.Timer
 }
 
-func (c ctxReader) Read(b []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	n, err := c.r.Read(b)
+func (w watchdogReader) Read(b []byte) (int, error) {
+	n, err := w.r.Read(b)
 	if n > 0 {
-		c.watchdog.Reset(stallTimeout)
+		w.watchdog.Reset(stallTimeout)
 	}
 	return n, err
 }
@@ -370,6 +363,15 @@ func (c ctxReader) Read(b []byte) (int, error) {
 type reporter struct {
 	mu sync.Mutex
 	fn progress.Func
+}
+
+// meterFunc returns the callback a meter reports through: nil when progress is off, and
+// final events are those with Complete set.
+func (r *reporter) meterFunc() progress.Func {
+	if r.fn == nil {
+		return nil
+	}
+	return func(ev progress.Event) { r.report(ev, ev.Complete) }
 }
 
 func (r *reporter) report(ev progress.Event, final bool) {
@@ -385,39 +387,14 @@ func (r *reporter) report(ev progress.Event, final bool) {
 	r.fn(ev)
 }
 
-// progressWriter counts bytes written and reports them at most every
-// progressInterval.
+// progressWriter counts bytes written and reports them through a meter.
 type progressWriter struct {
-	w     io.Writer
-	rep   *reporter
-	ev    progress.Event
-	start time.Time
-	last  time.Time
+	w io.Writer
+	m *progress.Meter
 }
 
 func (p *progressWriter) Write(b []byte) (int, error) {
 	n, err := p.w.Write(b)
-	p.ev.Done += int64(n)
-	if p.rep.fn != nil {
-		if now := time.Now(); now.Sub(p.last) >= progressInterval {
-			p.last = now
-			p.rep.report(p.event(now), false)
-		}
-	}
+	p.m.Add(n)
 	return n, err
-}
-
-func (p *progressWriter) event(now time.Time) progress.Event {
-	ev := p.ev
-	ev.Elapsed = now.Sub(p.start)
-	if s := ev.Elapsed.Seconds(); s > 0 {
-		ev.BytesPerSec = float64(ev.Done) / s
-	}
-	return ev
-}
-
-func (p *progressWriter) final() {
-	ev := p.event(time.Now())
-	ev.Complete = true
-	p.rep.report(ev, true)
 }

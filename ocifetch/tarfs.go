@@ -7,6 +7,8 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	"github.com/img2ext4/img2ext4/layerstream"
 )
 
 // tarFS serves the regular files of an uncompressed tar archive by offset,
@@ -42,7 +44,7 @@ func indexTar(file, tempDir string) (*tarFS, error) {
 	}
 	t := &tarFS{path: file, files: map[string]tarEntry{}}
 	r := f
-	if sniffCompression(head[:n]) != compressionNone {
+	if layerstream.Sniff(head[:n]) != layerstream.None {
 		if t.shared, err = decompressArchive(f, tempDir); err != nil {
 			return nil, fmt.Errorf("decompress archive %s: %w", file, err)
 		}
@@ -60,7 +62,7 @@ func indexTar(file, tempDir string) (*tarFS, error) {
 // decompressArchive copies the decompressed stream of f to an unlinked
 // temporary file, capped at maxArchiveSize bytes.
 func decompressArchive(f *os.File, tempDir string) (*os.File, error) {
-	zr, err := decompress(io.NopCloser(f))
+	zr, err := layerstream.Decompress(f)
 	if err != nil {
 		return nil, err
 	}

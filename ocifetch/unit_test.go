@@ -23,11 +23,11 @@ import (
 func TestProgressRateLimit(t *testing.T) {
 	var events []progress.Event
 	rep := &reporter{fn: func(ev progress.Event) { events = append(events, ev) }}
-	pw := &progressWriter{w: io.Discard, rep: rep, ev: progress.Event{Phase: progress.PhaseDownload, Total: 1000}, start: time.Now()}
+	pw := &progressWriter{w: io.Discard, m: progress.NewMeter(rep.meterFunc(), progress.Event{Phase: progress.PhaseDownload, Total: 1000}, time.Now())}
 	for range 1000 {
 		pw.Write([]byte{0})
 	}
-	pw.final()
+	pw.m.Complete()
 	// A thousand writes well inside 100 ms: the first one reports, then only the final.
 	if len(events) > 3 {
 		t.Errorf("%d events for a burst of writes, want at most 3", len(events))

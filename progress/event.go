@@ -11,7 +11,10 @@ const (
 	PhaseResolve Phase = "resolve"
 	// PhaseDownload is the transfer of one compressed layer blob.
 	PhaseDownload Phase = "download"
-	// PhaseApply is the decompression of one layer and its application to the sink.
+	// PhaseApply is the decompression of one layer and its application to the sink. Its
+	// Done and Total count the layer's uncompressed tar bytes, for every layer alike: Total
+	// is known from the start when the layer was decompressed ahead, -1 while a layer
+	// streaming from its blob is still being read, and equal to Done on the final event.
 	PhaseApply Phase = "apply"
 	// PhaseFinalize is the work done after the last layer (metadata, sync, rename).
 	PhaseFinalize Phase = "finalize"

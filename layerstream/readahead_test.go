@@ -1,4 +1,4 @@
-package layerapply
+package layerstream
 
 import (
 	"bytes"
