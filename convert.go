@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -63,6 +60,7 @@ type options struct {
 	limits   *layerapply.Limits
 	adds     []Add
 	ext4     Ext4Options
+	check    func(v1.Image) error // run before any layer is fetched
 }
 
 // Option configures [Convert].
@@ -169,7 +167,16 @@ func (o *options) report(ev progress.Event) {
 // out must not exist for [FormatDir] (or be an empty directory); an existing file is replaced
 // for [FormatExt4] and [FormatTar]. The output is built under a temporary name beside out
 // and renamed into place only when complete and synced: on any error, or when ctx is
-// cancelled, nothing new is left at out and an existing file there is untouched.
+// cancelled, nothing new is left at out and an existing file there is untouched. A symbolic
+// link at out is followed.
+//
+// An existing block device at out takes [FormatExt4] in place: the filesystem fills the
+// device (or the smaller [Ext4Options.Size]), blocks it does not use read back zeros, nothing
+// past its end is touched, and the superblock is written last, so a conversion that stops
+// half way leaves no mountable filesystem. A mounted device, one holding a mounted
+// partition or used by another device, and one that is not writable are refused. A
+// character device or FIFO at out takes only [FormatTar], streamed into it. What can be
+// checked before the download is: such refusals are a *[CheckError].
 func Convert(ctx context.Context, ref, out string, opts ...Option) (res *Result, err error) {
 	o, err := makeOptions(opts)
 	if err != nil {
@@ -205,7 +212,12 @@ func ConvertTar(ctx context.Context, ref string, w io.Writer, opts ...Option) (*
 }
 
 func convertTarFile(ctx context.Context, ref, out string, o *options) (res *Result, err error) {
-	err = createAtomic(out, "tar", func(f *os.File) error {
+	t, err := openTarget(out, o.format)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	err = t.write("write tar", func(f outputFile) error {
 		var sink *layerapply.Tar
 		res, err = run(ctx, ref, o, func(v1.Image) (layerapply.Sink, error) {
 			s, err := layerapply.NewTar(f, o.tmpDir)
@@ -215,94 +227,6 @@ func convertTarFile(ctx context.Context, ref, out string, o *options) (res *Resu
 		return err
 	})
 	return res, err
-}
-
-// createAtomic writes the file out through a temporary file beside it: fill writes the
-// content, then the file is synced, made 0644 and renamed over out, and the directory is
-// synced. When fill or any of that fails, the temporary file is removed and an existing
-// out stays untouched.
-func createAtomic(out, what string, fill func(f *os.File) error) error {
-	if st, err := os.Stat(out); err == nil && st.IsDir() {
-		return fmt.Errorf("write %s %s: is a directory", what, out)
-	}
-	dir := filepath.Dir(out)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(out)+".img2ext4-*")
-	if err != nil {
-		return fmt.Errorf("write %s %s: %w", what, out, err)
-	}
-	tmp := f.Name()
-	if err := fill(f); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp, out)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s %s: %w", what, out, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // make the rename durable
-		d.Close()
-	}
-	return nil
-}
-
-func convertDir(ctx context.Context, ref, out string, o *options) (*Result, error) {
-	if entries, err := os.ReadDir(out); err == nil && len(entries) > 0 {
-		return nil, fmt.Errorf("write rootfs %s: directory exists and is not empty", out)
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("write rootfs %s: %w", out, err)
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".img2ext4-*")
-	if err != nil {
-		return nil, fmt.Errorf("write rootfs %s: %w", out, err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			removeAll(tmp)
-		}
-	}()
-	var sink *layerapply.Dir
-	res, err := run(ctx, ref, o, func(v1.Image) (layerapply.Sink, error) {
-		s, err := layerapply.NewDir(tmp)
-		sink = s
-		return s, err
-	}, func() error { return sink.Close() })
-	if err != nil {
-		return nil, err
-	}
-	res.Skipped = sink.Skipped()
-	// os.Rename replaces an empty directory at out, or creates out.
-	if err := os.Rename(tmp, out); err != nil {
-		return nil, fmt.Errorf("write rootfs %s: %w", out, err)
-	}
-	ok = true
-	return res, nil
-}
-
-// removeAll removes a partly written tree even where layers made directories read-only.
-func removeAll(dir string) {
-	if os.RemoveAll(dir) == nil {
-		return
-	}
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(p, 0o700)
-		}
-		return nil
-	})
-	os.RemoveAll(dir)
 }
 
 // run does the shared part of every conversion: resolve, prefetch, apply, finish.
@@ -327,6 +251,11 @@ func run(ctx context.Context, ref string, o *options, newSink func(v1.Image) (la
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("image config: %w", err)
+	}
+	if o.check != nil {
+		if err := o.check(img); err != nil {
+			return nil, err
+		}
 	}
 	// ocifetch reports the end of the resolve phase.
 	pf, err := ocifetch.Prefetch(ctx, img, fetchOpts...)

@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -154,17 +152,19 @@ func estimate(img v1.Image) int64 {
 }
 
 func convertExt4(ctx context.Context, ref, out string, o *options) (res *Result, err error) {
+	t, err := openTarget(out, o.format)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
 	e := o.ext4
-	err = createAtomic(out, "image", func(f *os.File) error {
+	if err := t.fixSize(&e); err != nil {
+		return nil, err
+	}
+	o.check = func(img v1.Image) error { return t.checkSpace(img, e.Size) }
+	err = t.write("write image", func(f outputFile) error {
 		var w *ext4writer.Writer
 		res, err = run(ctx, ref, o, func(img v1.Image) (layerapply.Sink, error) {
-			need := estimate(img)
-			if e.Size > 0 {
-				need = e.Size
-			}
-			if err := checkSpace(filepath.Dir(out), need); err != nil {
-				return nil, err
-			}
 			digest, err := img.Digest()
 			if err != nil {
 				return nil, err

@@ -237,6 +237,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			err = cause // the signal, not the operation it interrupted
 		}
 		printError(stderr, err)
+		if errors.As(err, new(*img2ext4.CheckError)) {
+			return exitUsage
+		}
 		return exitFailure
 	}
 	if !c.quiet {
