@@ -275,3 +275,43 @@ func textACLPerms(s string) (uint16, error) {
 	}
 	return p, nil
 }
+
+// aclText formats a POSIX ACL in the VFS format as GNU tar writes it in SCHILY.acl.access
+// and SCHILY.acl.default records: one entry a line, numeric ids.
+func aclText(v string) (string, error) {
+	es, err := decodeACL(v)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, e := range es {
+		b.WriteString(aclTagName(e.tag))
+		b.WriteByte(':')
+		if e.tag == aclUser || e.tag == aclGroup {
+			b.WriteString(strconv.FormatUint(uint64(e.id), 10))
+		}
+		b.WriteByte(':')
+		for i, c := range "rwx" {
+			if e.perm&(4>>i) != 0 {
+				b.WriteRune(c)
+			} else {
+				b.WriteByte('-')
+			}
+		}
+		b.WriteByte('\n')
+	}
+	return b.String(), nil
+}
+
+// addTextACLs adds to the PAX records of a tar header the text form of its ACLs, which
+// GNU tar --acls restores (it ignores SCHILY.xattr.system.posix_acl_*), keeping the
+// binary records that containerd and umoci restore.
+func addTextACLs(recs map[string]string) {
+	for xattr, text := range map[string]string{aclAccess: schilyACLAccess, aclDefault: schilyACLDefault} {
+		if v, ok := recs[XattrPrefix+xattr]; ok {
+			if t, err := aclText(v); err == nil {
+				recs[text] = t
+			}
+		}
+	}
+}

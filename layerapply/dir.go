@@ -31,8 +31,11 @@ type Dir struct {
 	rootFD int
 	dirs   map[string]*tar.Header
 	skip   Skipped
-	err    error
-	closed bool
+	// defaultACL records the directories given a default ACL, whose new children
+	// inherit ACLs they must not keep (see dropInheritedACLs).
+	defaultACL map[string]bool
+	err        error
+	closed     bool
 }
 
 // Skipped counts what a [Dir] could not restore without privileges.
@@ -285,6 +288,11 @@ func timespec(t time.Time) unix.Timespec {
 }
 
 func (d *Dir) xattrs(name string, hdr *tar.Header, symlink bool) error {
+	if !symlink {
+		if err := d.dropInheritedACLs(name, hdr); err != nil {
+			return err
+		}
+	}
 	if len(hdr.PAXRecords) == 0 {
 		return nil
 	}

@@ -148,6 +148,7 @@ func copyHeader(hdr *tar.Header) tar.Header {
 		for k, v := range hdr.PAXRecords {
 			h.PAXRecords[k] = v
 		}
+		addTextACLs(h.PAXRecords)
 	}
 	return h
 }

@@ -102,13 +102,16 @@ func TestPolicyTarSink(t *testing.T) {
 	capV2 := "\x01\x00\x00\x02" + capRoot0[4:20]
 	textACL := vfsACL(1, 7, noID, 2, 5, 1000, 4, 5, noID, 0x10, 5, noID, 0x20, 0, noID)
 	want := map[string]map[string]string{
-		"d":                 {"SCHILY.xattr.system.posix_acl_default": defaultACL},
-		"d/cap-ns0":         {"SCHILY.xattr.security.capability": capV2},
-		"d/cap-ns1000":      {},
-		"d/cap-garbage":     {},
-		"d/acl-unsorted":    {"SCHILY.xattr.system.posix_acl_access": sortedACL},
-		"d/acl-invalid":     {},
-		"d/acl-text":        {"SCHILY.xattr.system.posix_acl_access": textACL},
+		"d": {"SCHILY.xattr.system.posix_acl_default": defaultACL,
+			"SCHILY.acl.default": "user::rwx\nuser:1002:r-x\ngroup::r-x\nmask::r-x\nother::r-x\n"},
+		"d/cap-ns0":     {"SCHILY.xattr.security.capability": capV2},
+		"d/cap-ns1000":  {},
+		"d/cap-garbage": {},
+		"d/acl-unsorted": {"SCHILY.xattr.system.posix_acl_access": sortedACL,
+			"SCHILY.acl.access": "user::rwx\nuser:1000:rwx\ngroup::r-x\nmask::rwx\nother::---\n"},
+		"d/acl-invalid": {},
+		"d/acl-text": {"SCHILY.xattr.system.posix_acl_access": textACL,
+			"SCHILY.acl.access": "user::rwx\nuser:1000:r-x\ngroup::r-x\nmask::r-x\nother::---\n"},
 		"d/default-on-file": {},
 		"d/link":            {},
 		"d/odd":             {"SCHILY.xattr.user.ok": "kept"},
