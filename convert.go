@@ -46,6 +46,11 @@ type Result struct {
 	Layers int
 	// Skipped counts what a directory output could not restore without root privileges.
 	Skipped layerapply.Skipped
+	// Warnings lists, in the order met, the first [MaxWarnings] attributes dropped or
+	// changed and entries skipped because the output cannot hold them as given (see
+	// [WithStrict] and [layerapply.Warning]); WarningsOmitted counts the others.
+	Warnings        []layerapply.Warning
+	WarningsOmitted int
 	// Config is the image's run configuration (entrypoint, command, environment, user,
 	// working directory, labels, ports, stop signal), as a VM launcher needs it.
 	Config v1.Config
@@ -59,6 +64,7 @@ type options struct {
 	tmpDir   string
 	limits   *layerapply.Limits
 	adds     []Add
+	strict   bool
 	ext4     Ext4Options
 	check    func(v1.Image) error // run before any layer is fetched
 }
@@ -274,6 +280,8 @@ func run(ctx context.Context, ref string, o *options, newSink func(v1.Image) (la
 	if o.limits != nil {
 		applyOpts = append(applyOpts, layerapply.WithLimits(*o.limits))
 	}
+	warns := &warnings{o: o}
+	applyOpts = append(applyOpts, warns.applyOptions()...)
 	if err := merge(ctx, sink, img, o, applyOpts); err != nil {
 		if a, ok := sink.(interface{ Abort() error }); ok {
 			a.Abort() // release the sink; its output is discarded
@@ -291,7 +299,7 @@ func run(ctx context.Context, ref string, o *options, newSink func(v1.Image) (la
 	o.report(progress.Event{Phase: progress.PhaseFinalize, Layer: -1, Layers: len(pf.Layers()), Total: -1, Complete: true, Elapsed: time.Since(fin)})
 	o.report(progress.Event{Phase: progress.PhaseDone, Layer: -1, Layers: len(pf.Layers()), Total: -1, Complete: true, Elapsed: time.Since(start)})
 	return &Result{Digest: digest, Platform: v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant},
-		Layers: len(pf.Layers()), Config: cf.Config}, nil
+		Layers: len(pf.Layers()), Config: cf.Config, Warnings: warns.list, WarningsOmitted: warns.omitted}, nil
 }
 
 // merge applies the image's layers, then the files to add, to sink.

@@ -20,6 +20,10 @@ const (
 	PhaseFinalize Phase = "finalize"
 	// PhaseDone is reported once, when the whole conversion has finished.
 	PhaseDone Phase = "done"
+	// PhaseWarning reports, as it happens, something the image carries that the output
+	// cannot hold as given and that was dropped, skipped or changed; [Event.Warning] says
+	// what. It is no stage: it comes among the apply events.
+	PhaseWarning Phase = "warning"
 )
 
 // Event is one progress report. Events are values: a callback may keep them.
@@ -42,6 +46,20 @@ type Event struct {
 	Complete bool `json:"complete,omitempty"`
 	// Elapsed is the time since this phase started for this layer.
 	Elapsed time.Duration `json:"elapsed_ns"`
+	// Warning says what a [PhaseWarning] event is about; it is nil on other events.
+	Warning *Warning `json:"warning,omitempty"`
+}
+
+// Warning is an attribute or entry dropped, skipped or changed during the merge.
+type Warning struct {
+	// Path is the entry's name as the layer gave it; [Event.Digest] names the layer.
+	Path string `json:"path"`
+	// Attr is the extended attribute's name, or "" when the whole entry is concerned.
+	Attr string `json:"attr,omitempty"`
+	// Action is "dropped", "skipped" or "changed".
+	Action string `json:"action"`
+	// Reason says why, in words.
+	Reason string `json:"reason"`
 }
 
 // Func receives progress events; nil means progress is off.

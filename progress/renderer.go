@@ -219,6 +219,13 @@ func (r *Renderer) record(e Event) {
 	if r.closed {
 		return
 	}
+	if e.Phase == PhaseWarning {
+		// No row: JSON lists each one, the other modes leave them to the final summary.
+		if r.mode == ModeJSON && len(r.pending) < maxPending {
+			r.pending = append(r.pending, e)
+		}
+		return
+	}
 	st := r.layers[key]
 	fresh := st == nil
 	if fresh {

@@ -64,6 +64,7 @@ type config struct {
 	tmpDir        string
 	adds          []string
 	configOut     string
+	strict        bool
 	ext4          img2ext4.Ext4Options
 	source, out   string
 }
@@ -109,6 +110,7 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&c.tmpDir, "tmpdir", "", "`DIR` for downloaded blobs (default: the system temporary directory)")
 	fs.StringArrayVar(&c.adds, "add", nil, "inject a host file or directory, `SRC:DST[:MODE]` (repeatable)")
 	fs.StringVar(&c.configOut, "config-out", "", "write the image's launch config (entrypoint, cmd, env, ...) as JSON to `FILE`")
+	fs.BoolVar(&c.strict, "strict", false, "fail instead of dropping metadata the output cannot hold as given (escalating capabilities, invalid ACLs, odd attributes, over-long names)")
 	fs.Usage = func() { fmt.Fprint(stdout, helpText(fs)) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -209,7 +211,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if mode != progress.ModeNone {
 		r = progress.NewRenderer(stderr, mode)
 	}
-	opts := []img2ext4.Option{img2ext4.WithFormat(img2ext4.Format(c.format)), img2ext4.WithFetchOptions(fetch...), img2ext4.WithTempDir(c.tmpDir)}
+	opts := []img2ext4.Option{img2ext4.WithFormat(img2ext4.Format(c.format)), img2ext4.WithFetchOptions(fetch...), img2ext4.WithTempDir(c.tmpDir),
+		img2ext4.WithStrict(c.strict)}
 	if c.format == "ext4" {
 		opts = append(opts, img2ext4.WithExt4(c.ext4))
 	}
@@ -245,6 +248,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if !c.quiet {
 		if !res.Skipped.Zero() {
 			fmt.Fprintf(stderr, "img2ext4: %s\n", res.Skipped)
+		}
+		for _, l := range res.WarningSummary(5) {
+			fmt.Fprintf(stderr, "img2ext4: %s\n", l)
 		}
 		if c.out != "-" {
 			fmt.Fprintf(stderr, "img2ext4: wrote %s (%s, %s, %d layers) to %s\n", c.format, res.Digest, res.Platform.String(), res.Layers, c.out)
