@@ -1,0 +1,126 @@
+package cacert_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/img2ext4/img2ext4/cacert"
+	"github.com/img2ext4/img2ext4/internal/trusttest"
+)
+
+// snapshot hashes everything below root: names, modes, times, link targets and contents.
+func snapshot(t *testing.T, root string) string {
+	t.Helper()
+	var lines []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		line := p + " " + info.Mode().String()
+		if !d.IsDir() {
+			line += " " + info.ModTime().String()
+		}
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			line += " -> " + target
+		case d.Type().IsRegular():
+			b, _ := os.ReadFile(p)
+			sum := sha256.Sum256(b)
+			line += " " + hex.EncodeToString(sum[:])
+		}
+		lines = append(lines, line)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// TestInstallLayouts installs two CAs (one whose subject collides with a distribution CA's)
+// into each distribution layout through a RootFS and checks every store with the host's
+// openssl and keytool, the kept metadata, a second run that changes nothing, and the
+// host's own trust stores.
+func TestInstallLayouts(t *testing.T) {
+	trusttest.Need(t, "openssl", "keytool")
+	host := trusttest.HostStores(t)
+	p := trusttest.NewPKI(t)
+	certs := []*x509.Certificate{p.Corp.Cert, p.Twin.Cert}
+	for _, l := range trusttest.All(t, p) {
+		t.Run(l.Name, func(t *testing.T) {
+			root := t.TempDir()
+			trusttest.Extract(t, root, l.Entries)
+			fsys := dirFS{root}
+			rep, err := cacert.Install(context.Background(), fsys, certs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			js, _ := json.MarshalIndent(rep, "", "  ")
+			t.Logf("report: %s", js)
+			if len(rep.Warnings) != 0 {
+				t.Errorf("warnings: %q", rep.Warnings)
+			}
+			if len(rep.Changes) == 0 {
+				t.Fatal("no change reported")
+			}
+			for _, b := range l.Bundles {
+				trusttest.CheckBundle(t, root, b, p.LeafFile)
+				trusttest.CheckBundle(t, root, b, p.TwinLeafFile)
+			}
+			for _, d := range l.CADirs {
+				trusttest.CheckCADir(t, root, d, p.LeafFile, p.TwinLeafFile)
+			}
+			for ks, pw := range l.Keystores {
+				trusttest.CheckKeystore(t, root, ks, pw, p.Corp.Fingerprint(), p.Twin.Fingerprint())
+			}
+			for _, a := range l.Anchors {
+				trusttest.CheckAnchor(t, root, a, p.Corp.PEM)
+			}
+			// Edited files keep their mode and time.
+			for _, e := range l.Entries {
+				if e.Hdr.Typeflag != '0' {
+					continue
+				}
+				info, err := os.Lstat(filepath.Join(root, e.Hdr.Name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !info.ModTime().Equal(e.Hdr.ModTime) || info.Mode().Perm() != fs.FileMode(e.Hdr.Mode).Perm() {
+					t.Errorf("%s: mode %v time %v, want %v %v", e.Hdr.Name, info.Mode().Perm(), info.ModTime(), fs.FileMode(e.Hdr.Mode).Perm(), e.Hdr.ModTime)
+				}
+			}
+			before := snapshot(t, root)
+			rep2, err := cacert.Install(context.Background(), fsys, append(certs, p.Corp.Cert))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep2.Changes) != 0 {
+				t.Errorf("second run changed %+v", rep2.Changes)
+			}
+			if rep2.Stores != rep.Stores {
+				t.Errorf("second run found %d stores, first %d", rep2.Stores, rep.Stores)
+			}
+			if after := snapshot(t, root); after != before {
+				t.Errorf("second run changed the tree")
+			}
+		})
+	}
+	if trusttest.HostStores(t) != host {
+		t.Error("the host's trust stores changed")
+	}
+}
