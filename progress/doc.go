@@ -15,6 +15,19 @@
 // arrive between two redraws are folded into the latest one; phase changes
 // and completions are always written.
 //
+// A Renderer also ends the output: [Renderer.Finish] adds a [Summary] of
+// the result (a final JSON object of type "result" in ModeJSON, closing
+// lines otherwise), and [Renderer.Fail] marks every row that had not
+// finished as failed or cancelled, so that none is left "Waiting", and in
+// ModeJSON adds a final object of type "error". In ModeJSON every line
+// written is one JSON object. TTY lines fit the terminal's width: a narrow
+// terminal shortens a layer's name and drops its bar and speed before any
+// of its byte counts.
+//
+// Who calls a [Func], and whether calls may overlap, is up to the library
+// that takes it, and its docs say so; [Renderer.Func] is safe for
+// concurrent use in any case.
+//
 // The package refuses to track more than a few thousand distinct layers
 // and to queue more than a few thousand unwritten milestones; beyond those
 // caps, events fold into the latest state of their layer or are dropped.

@@ -36,11 +36,16 @@ type Event struct {
 	Layers int `json:"layers"`
 	// Digest is the layer's compressed digest, when the event concerns a layer.
 	Digest string `json:"digest,omitempty"`
-	// Done is the number of bytes processed so far in this phase for this layer.
+	// Done is the number of bytes processed so far in this phase for this layer, in the
+	// phase's one unit: [PhaseDownload] counts bytes of the layer's compressed blob as
+	// fetched, [PhaseApply] bytes of its uncompressed tar stream (what the layer's DiffID
+	// hashes), for every layer alike.
 	Done int64 `json:"done"`
-	// Total is the number of bytes expected, or -1 when unknown.
+	// Total is the number of bytes this phase will count for this layer, in the same unit
+	// as Done, or -1 when unknown (an apply phase knows it only for a layer that was
+	// decompressed ahead; a download knows the blob's size from its descriptor).
 	Total int64 `json:"total"`
-	// BytesPerSec is the average speed of this phase for this layer so far.
+	// BytesPerSec is the average speed of this phase for this layer so far, in Done's unit.
 	BytesPerSec float64 `json:"bytes_per_sec"`
 	// Complete is true on the last event of a phase for a layer.
 	Complete bool `json:"complete,omitempty"`

@@ -143,31 +143,97 @@ func layerCount(n int) string {
 	return strconv.Itoa(n) + " layers"
 }
 
-// layerLine formats the TTY line of one layer.
-func layerLine(e Event) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%-12s: %-11s", shortDigest(e.Digest, e.Layer), ttyStatus(e))
-	if s := bar(e); s != "" {
-		b.WriteString(" " + s)
-	}
-	b.WriteString(" " + HumanBytes(e.Done))
-	if e.Total > 0 {
-		b.WriteString("/" + HumanBytes(e.Total))
-	}
-	if !e.Complete && e.BytesPerSec > 0 {
-		b.WriteString(" " + speed(e.BytesPerSec))
-	}
-	return b.String()
+// Statuses a TTY row shows instead of its phase once the work has failed.
+const (
+	statusWaiting   = "Waiting"
+	statusFailed    = "Failed"
+	statusCancelled = "Cancelled"
+)
+
+// minName is the fewest digest characters a TTY row is shortened to before
+// it gives up its speed and then its alignment.
+const minName = 4
+
+// row is one layer's line of the TTY display.
+type row struct {
+	e       Event  // latest event; only Layer is set for a layer not yet started
+	started bool   // e came from the layer (else the layer has reported nothing)
+	status  string // replaces the phase's status when not empty
 }
 
-// waitingLine formats the TTY line of a layer that has reported nothing yet.
-func waitingLine(layer int) string {
-	return fmt.Sprintf("%-12s: Waiting", shortDigest("", layer))
+// rowName returns the name of a layer's row, its digest shortened to at most
+// n hex digits; n < 0 means the usual 12.
+func rowName(e Event, n int) string {
+	if e.Digest == "" {
+		name := "layer " + strconv.Itoa(e.Layer+1)
+		if n >= 0 && len(name) > n {
+			name = "#" + strconv.Itoa(e.Layer+1)
+		}
+		return name
+	}
+	name := printable(shortDigest(e.Digest, e.Layer))
+	if n >= 0 && len(name) > n {
+		name = name[:max(n, 1)]
+	}
+	return name
 }
 
-// headerLine formats the TTY line above the layers, from the resolve phase.
-func headerLine(e Event, layers int) string {
-	if !e.Complete {
+// line formats r to fit in width columns (no limit when width <= 0). It
+// gives up, in this order, the bar, the alignment of the columns, digest
+// characters down to minName, the speed, and only then cuts the end: the
+// byte counts stay whole for as long as anything else can go.
+func (r row) line(width int) string {
+	status, natural := r.status, r.status == ""
+	if natural {
+		status = ttyStatus(r.e)
+	}
+	var nums, spd, bars string
+	if r.started {
+		nums = HumanBytes(r.e.Done)
+		if r.e.Total > 0 {
+			nums += "/" + HumanBytes(r.e.Total)
+		}
+		if natural && !r.e.Complete && r.e.BytesPerSec > 0 {
+			spd = speed(r.e.BytesPerSec)
+		}
+		bars = bar(r.e)
+	}
+	compose := func(name string, pad bool, bars, spd string) string {
+		var b strings.Builder
+		if pad {
+			fmt.Fprintf(&b, "%-12s: %-11s", name, status)
+		} else {
+			b.WriteString(name + ": " + status)
+		}
+		for _, s := range []string{bars, nums, spd} {
+			if s != "" {
+				b.WriteString(" " + s)
+			}
+		}
+		return strings.TrimRight(b.String(), " ")
+	}
+	full := rowName(r.e, -1)
+	if l := compose(full, true, bars, spd); width <= 0 || len(l) <= width {
+		return l
+	}
+	if l := compose(full, true, "", spd); len(l) <= width {
+		return l
+	}
+	for _, spd := range []string{spd, ""} {
+		if n := width - len(compose("", false, "", spd)); n >= min(minName, len(full)) {
+			return compose(rowName(r.e, n), false, "", spd)
+		}
+	}
+	return truncate(compose(rowName(r.e, minName), false, "", ""), width)
+}
+
+// headerLine formats the TTY line above the layers, from the resolve phase
+// and the error the work failed with, if any.
+func headerLine(e Event, layers int, failure error) string {
+	switch {
+	case !e.Complete && failure != nil:
+		return "Resolving image: stopped"
+	case !e.Complete:
 		return "Resolving image"
 	}
 	if e.Layers > 0 {
@@ -193,6 +259,34 @@ func footerLine(e Event) string {
 	}
 	if (e.Complete || e.Phase == PhaseDone) && e.Elapsed > 0 {
 		s += " in " + seconds(e.Elapsed)
+	}
+	return s
+}
+
+// failedStatus returns the status a TTY row shows once the work failed with
+// err: a layer that had not started, or had finished downloading and waited
+// to be applied, was cancelled; one in the middle of a phase failed (or was
+// cancelled, when err says the work was); an applied layer keeps its status.
+func failedStatus(r row, err error) string {
+	switch {
+	case !r.started:
+		return statusCancelled
+	case r.e.Phase == PhaseApply && r.e.Complete:
+		return r.status
+	case r.e.Complete, cancelled(err):
+		return statusCancelled
+	}
+	return statusFailed
+}
+
+// failedLine formats the line that ends a failed display or log.
+func failedLine(err error, applied, layers int) string {
+	s := "Failed"
+	if cancelled(err) {
+		s = "Cancelled"
+	}
+	if layers > 0 {
+		s += fmt.Sprintf(" after applying %d of %s", applied, layerCount(layers))
 	}
 	return s
 }

@@ -21,9 +21,14 @@ const (
 	// ModePlain writes one line per phase start and completion of each layer,
 	// and at most one line every two seconds per layer in between.
 	ModePlain
-	// ModeJSON writes each event as one JSON object per line, encoded with the
-	// field tags of [Event], coalesced to at most ten lines a second per layer
-	// plus every phase change and completion.
+	// ModeJSON writes only JSON objects, one per line, each with a "type"
+	// member saying what it is. Objects of type "progress" carry an [Event],
+	// with the members its field tags name, coalesced to at most ten lines a
+	// second per layer plus every phase change and completion. The last line
+	// is an object of type "result" with the members of [Summary] when
+	// [Renderer.Finish] was called, or of type "error" with "error" (the
+	// message) and "cancelled" (present and true when the work was cancelled)
+	// when [Renderer.Fail] was.
 	ModeJSON
 	// ModeNone writes nothing.
 	ModeNone

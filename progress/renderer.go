@@ -112,6 +112,9 @@ type Renderer struct {
 	hasResolve bool
 	pending    []Event // plain/json: milestones not yet written, in order
 	dirty      bool    // tty: state changed since the last frame
+	ended      bool    // Finish or Fail was called
+	summary    *Summary
+	failure    error
 
 	// Owned by the background goroutine.
 	lastEmit map[int]time.Time
@@ -207,6 +210,45 @@ func (r *Renderer) Close() error {
 	return r.err
 }
 
+// Finish records how the work ended, for [Renderer.Close] to write after the
+// last progress: [ModeJSON] ends with one object of type "result" holding
+// the fields of s; [ModeTTY] and [ModePlain] end with a line naming the
+// output, digest, platform, layers and time, a line with the filesystem's
+// size, use, available space and inodes when s.Filesystem is set, and a
+// line for each warning. Only the first call to Finish or [Renderer.Fail]
+// counts, and none after Close.
+func (r *Renderer) Finish(s Summary) {
+	r.end(&s, nil)
+}
+
+// Fail records that the work failed with err, for [Renderer.Close] to
+// show: [ModeTTY] marks every layer that had not finished as failed (or
+// cancelled, when err is [context.Canceled] or the layer had not started)
+// and ends with a line saying so, so that no row is left waiting;
+// [ModePlain] ends with such a line too; [ModeJSON] ends with one object of
+// type "error" holding err's message. The error message itself is written
+// only in ModeJSON: in the other modes, the caller prints it. Only the
+// first call to [Renderer.Finish] or Fail counts, and none after Close; a
+// nil err is ignored.
+func (r *Renderer) Fail(err error) {
+	if err != nil {
+		r.end(nil, err)
+	}
+}
+
+func (r *Renderer) end(s *Summary, err error) {
+	if r.mode == ModeNone {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.ended {
+		return
+	}
+	r.ended, r.summary, r.failure = true, s, err
+	r.dirty = true
+}
+
 // record is the callback behind Func. It must stay cheap: no I/O, no
 // clock, no allocation in the steady state.
 func (r *Renderer) record(e Event) {
@@ -280,7 +322,7 @@ func (r *Renderer) run(tick <-chan time.Time, stopTicker func()) {
 func (r *Renderer) flush(final bool) {
 	r.buf.Reset()
 	if r.mode == ModeTTY {
-		r.frame()
+		r.frame(final)
 	} else {
 		r.lines(final)
 	}
@@ -325,44 +367,101 @@ func (r *Renderer) lines(final bool) {
 		st.dirty = false
 		r.lastEmit[key] = now
 	}
+
+	var summary *Summary
+	var failure error
+	var applied, total int
+	if final {
+		summary, failure = r.summary, r.failure
+		applied, total = r.appliedLayers(), r.nlayers
+	}
 	r.mu.Unlock()
 
 	for _, e := range evs {
 		if r.mode == ModeJSON {
-			b, err := json.Marshal(e)
-			if err != nil { // cannot happen: Event has only plain fields
-				r.err = fmt.Errorf("encode progress event: %w", err)
-				return
-			}
-			r.buf.Write(b)
+			r.writeJSON(jsonEvent{Type: jsonTypeProgress, Event: e})
 		} else {
 			r.buf.WriteString(printable(plainLine(e)))
+			r.buf.WriteByte('\n')
 		}
-		r.buf.WriteByte('\n')
 	}
 	clear(evs)
 	r.scratch = evs[:0]
+	switch {
+	case r.mode == ModeJSON && summary != nil:
+		r.writeJSON(jsonResult{Type: jsonTypeResult, Summary: *summary})
+	case r.mode == ModeJSON && failure != nil:
+		r.writeJSON(jsonError{Type: jsonTypeError, Error: failure.Error(), Cancelled: cancelled(failure)})
+	case summary != nil:
+		r.writeLines(lowerFirst(summaryLines(*summary)))
+	case failure != nil:
+		r.writeLines(lowerFirst([]string{failedLine(failure, applied, total)}))
+	}
 }
 
-// frame appends to r.buf a redraw of the TTY display, if anything changed.
-func (r *Renderer) frame() {
+// lowerFirst lowers the first letter of each line, as [ModePlain] writes them.
+func lowerFirst(lines []string) []string {
+	for i, l := range lines {
+		if l != "" && l[0] >= 'A' && l[0] <= 'Z' {
+			lines[i] = string(l[0]+'a'-'A') + l[1:]
+		}
+	}
+	return lines
+}
+
+// writeJSON appends v to r.buf as one line of JSON.
+func (r *Renderer) writeJSON(v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // cannot happen: the values have only plain fields
+		r.err = fmt.Errorf("encode progress: %w", err)
+		return
+	}
+	r.buf.Write(b)
+	r.buf.WriteByte('\n')
+}
+
+// writeLines appends lines to r.buf, each made printable.
+func (r *Renderer) writeLines(lines []string) {
+	for _, l := range lines {
+		r.buf.WriteString(printable(l))
+		r.buf.WriteByte('\n')
+	}
+}
+
+// appliedLayers returns the number of layers whose apply phase completed.
+// r.mu must be held.
+func (r *Renderer) appliedLayers() int {
+	n := 0
+	for key, st := range r.layers {
+		if key >= 0 && st.ev.Phase == PhaseApply && st.ev.Complete {
+			n++
+		}
+	}
+	return n
+}
+
+// frame appends to r.buf a redraw of the TTY display, if anything changed,
+// and on the final frame the lines of [Renderer.Finish].
+func (r *Renderer) frame(final bool) {
 	r.mu.Lock()
 	if !r.dirty {
 		r.mu.Unlock()
 		return
 	}
 	r.dirty = false
-	var lines []string
+	failure := r.failure
+	var header []string
 	if r.hasResolve {
-		lines = append(lines, headerLine(r.resolve, r.nlayers))
+		header = append(header, headerLine(r.resolve, r.nlayers, failure))
 	}
 	// Layers the image is known to have get a row each, waiting or not;
 	// any others that reported (the count came late, or lied) follow.
+	var rows []row
 	for i := range r.nlayers {
 		if st := r.layers[i]; st != nil {
-			lines = append(lines, layerLine(st.ev))
+			rows = append(rows, row{e: st.ev, started: true})
 		} else {
-			lines = append(lines, waitingLine(i))
+			rows = append(rows, row{e: Event{Layer: i, Total: -1}, status: statusWaiting})
 		}
 	}
 	var extra []int
@@ -373,14 +472,33 @@ func (r *Renderer) frame() {
 	}
 	slices.Sort(extra)
 	for _, key := range extra {
-		lines = append(lines, layerLine(r.layers[key].ev))
+		rows = append(rows, row{e: r.layers[key].ev, started: true})
 	}
-	if st := r.layers[-1]; st != nil && st.ev.Phase != PhaseResolve {
-		lines = append(lines, footerLine(st.ev))
+	var footer []string
+	st := r.layers[-1]
+	switch {
+	case failure != nil:
+		footer = append(footer, failedLine(failure, r.appliedLayers(), len(rows)))
+	case st != nil && st.ev.Phase != PhaseResolve:
+		footer = append(footer, footerLine(st.ev))
+	}
+	var summary []string
+	if final && r.summary != nil {
+		summary = summaryLines(*r.summary)
 	}
 	r.mu.Unlock()
 
+	if failure != nil {
+		for i := range rows {
+			rows[i].status = failedStatus(rows[i], failure)
+		}
+	}
 	width := r.width()
+	lines := header
+	for _, rw := range rows {
+		lines = append(lines, rw.line(width-1))
+	}
+	lines = append(lines, footer...)
 	if r.drawn > 0 {
 		fmt.Fprintf(&r.buf, "\x1b[%dA", r.drawn)
 	}
@@ -393,6 +511,9 @@ func (r *Renderer) frame() {
 		r.buf.WriteString("\r\x1b[2K\n")
 	}
 	r.drawn = max(r.drawn, len(lines))
+	// The summary is written once, below the display, and never redrawn:
+	// it keeps its whole length, wrapped by the terminal if need be.
+	r.writeLines(summary)
 }
 
 // width returns the number of columns available to one TTY line.

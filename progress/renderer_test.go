@@ -247,7 +247,7 @@ func TestJSON(t *testing.T) {
 	check("second", second, dl(0, digest0, 6*kib, 10*kib))
 	check("third", third, last)
 
-	wantLine := `{"phase":"download","layer":0,"layers":2,"digest":"` + digest0 +
+	wantLine := `{"type":"progress","phase":"download","layer":0,"layers":2,"digest":"` + digest0 +
 		`","done":10240,"total":10240,"bytes_per_sec":5120,"complete":true,"elapsed_ns":2000000000}` + "\n"
 	checkOutput(t, "encoding", third, wantLine)
 }
