@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/img2ext4/img2ext4"
@@ -105,7 +106,7 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&c.registryCA, "registry-ca", "", "PEM `FILE` with extra CA certificates for the registry")
 	fs.IntVar(&c.jobs, "jobs", 4, "layer blobs to download in parallel")
 	fs.StringVar(&c.progress, "progress", "auto", "progress output `MODE`: auto, tty, plain, json or none")
-	fs.BoolVarP(&c.quiet, "quiet", "q", false, "print nothing but errors (same as --progress none)")
+	fs.BoolVarP(&c.quiet, "quiet", "q", false, "print nothing but errors (--progress none still prints the summary)")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	fs.StringVar(&c.tmpDir, "tmpdir", "", "`DIR` for downloaded blobs (default: the system temporary directory)")
 	fs.StringArrayVar(&c.adds, "add", nil, "inject a host file or directory, `SRC:DST[:MODE]` (repeatable)")
@@ -180,7 +181,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	}
 	if err != nil {
-		printError(stderr, err)
+		msg, hint := errorText(err)
+		printError(stderr, msg, hint)
 		fmt.Fprintln(stderr, "Run 'img2ext4 --help' for usage.")
 		return exitUsage
 	}
@@ -195,14 +197,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if c.registryCA != "" {
 		fetch = append(fetch, ocifetch.WithRegistryCA(c.registryCA))
 	}
-	if c.passwordStdin {
-		b, err := io.ReadAll(io.LimitReader(stdin, 64<<10))
-		if err != nil {
-			printError(stderr, fmt.Errorf("read password from stdin: %w", err))
-			return exitFailure
-		}
-		fetch = append(fetch, ocifetch.WithBasicAuth(c.username, strings.TrimRight(string(b), "\r\n")))
-	}
 	mode, _ := progress.ParseMode(c.progress)
 	if c.quiet {
 		mode = progress.ModeNone
@@ -210,6 +204,39 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var r *progress.Renderer
 	if mode != progress.ModeNone {
 		r = progress.NewRenderer(stderr, mode)
+	}
+	// fail ends the output with err: in JSON mode as the renderer's last object, otherwise
+	// printed below the progress, which shows the rows that did not finish. It returns the
+	// exit status: a failed check of the command line's inputs is a usage error.
+	fail := func(err error) int {
+		code := exitFailure
+		if errors.As(err, new(*img2ext4.CheckError)) {
+			code = exitUsage
+		}
+		if cause := context.Cause(ctx); ctx.Err() != nil && cause != nil {
+			err = cause // the signal, not the operation it interrupted
+		}
+		msg, hint := errorText(err)
+		if r == nil {
+			printError(stderr, msg, hint)
+			return code
+		}
+		if r.Mode() == progress.ModeJSON && hint != "" {
+			err = hintedError{err, msg + "\n" + hint}
+		}
+		r.Fail(err)
+		r.Close() // a write error on stderr has nowhere to be reported
+		if r.Mode() != progress.ModeJSON {
+			printError(stderr, msg, hint)
+		}
+		return code
+	}
+	if c.passwordStdin {
+		b, err := io.ReadAll(io.LimitReader(stdin, 64<<10))
+		if err != nil {
+			return fail(fmt.Errorf("read password from stdin: %w", err))
+		}
+		fetch = append(fetch, ocifetch.WithBasicAuth(c.username, strings.TrimRight(string(b), "\r\n")))
 	}
 	opts := []img2ext4.Option{img2ext4.WithFormat(img2ext4.Format(c.format)), img2ext4.WithFetchOptions(fetch...), img2ext4.WithTempDir(c.tmpDir),
 		img2ext4.WithStrict(c.strict)}
@@ -223,55 +250,77 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		a, _ := img2ext4.ParseAdd(s)
 		opts = append(opts, img2ext4.WithAdd(a))
 	}
+	start := time.Now()
 	var res *img2ext4.Result
 	if c.out == "-" {
 		res, err = img2ext4.ConvertTar(ctx, c.source, stdout, opts...)
 	} else {
 		res, err = img2ext4.Convert(ctx, c.source, c.out, opts...)
 	}
-	if r != nil {
-		r.Close()
-	}
 	if err == nil && c.configOut != "" {
 		err = res.WriteLaunchConfig(c.configOut)
 	}
 	if err != nil {
-		if cause := context.Cause(ctx); ctx.Err() != nil && cause != nil {
-			err = cause // the signal, not the operation it interrupted
-		}
-		printError(stderr, err)
-		if errors.As(err, new(*img2ext4.CheckError)) {
-			return exitUsage
-		}
-		return exitFailure
+		return fail(err)
 	}
-	if !c.quiet {
-		if !res.Skipped.Zero() {
-			fmt.Fprintf(stderr, "img2ext4: %s\n", res.Skipped)
-		}
-		for _, l := range res.WarningSummary(5) {
-			fmt.Fprintf(stderr, "img2ext4: %s\n", l)
-		}
-		if c.out != "-" {
-			fmt.Fprintf(stderr, "img2ext4: wrote %s (%s, %s, %d layers) to %s\n", c.format, res.Digest, res.Platform.String(), res.Layers, c.out)
-		}
+	// The renderer ends the output with the summary: lines, or the JSON result object.
+	switch {
+	case r != nil:
+		r.Finish(summary(c, res, time.Since(start)))
+		r.Close()
+	case !c.quiet: // --progress none: no progress, but the summary
+		fmt.Fprintln(stderr, summary(c, res, time.Since(start)))
 	}
 	return exitOK
 }
 
-// printError prints err to stderr behind one "img2ext4: " prefix, with a hint when the
+// hintedError is an error whose message has the hint appended, for the JSON error object.
+type hintedError struct {
+	err error
+	msg string
+}
+
+func (e hintedError) Error() string { return e.msg }
+func (e hintedError) Unwrap() error { return e.err }
+
+// errorText returns the message of err, without a package prefix, and a hint when the
 // command line can fix it.
-func printError(stderr io.Writer, err error) {
-	msg := strings.TrimPrefix(err.Error(), "img2ext4: ")
-	fmt.Fprintf(stderr, "img2ext4: %s\n", msg)
+func errorText(err error) (msg, hint string) {
+	msg = strings.TrimPrefix(err.Error(), "img2ext4: ")
 	var pe *ocifetch.PlatformError
 	if errors.As(err, &pe) {
 		if pe.Index {
-			fmt.Fprintln(stderr, "Pick one of the platforms offered with --platform OS/ARCH[/VARIANT].")
+			hint = "Pick one of the platforms offered with --platform OS/ARCH[/VARIANT]."
 		} else {
-			fmt.Fprintln(stderr, "Use --allow-platform-mismatch to convert it anyway, or --platform for the platform it is for.")
+			hint = "Use --allow-platform-mismatch to convert it anyway, or --platform for the platform it is for."
 		}
 	}
+	return msg, hint
+}
+
+// printError prints an error's message to stderr behind one "img2ext4: " prefix, and the
+// hint, if any, on the next line.
+func printError(stderr io.Writer, msg, hint string) {
+	fmt.Fprintf(stderr, "img2ext4: %s\n", msg)
+	if hint != "" {
+		fmt.Fprintln(stderr, hint)
+	}
+}
+
+// summary describes a finished conversion for the final lines or JSON object.
+func summary(c *config, res *img2ext4.Result, elapsed time.Duration) progress.Summary {
+	s := progress.Summary{Digest: res.Digest.String(), Platform: res.Platform.String(), Layers: res.Layers,
+		Output: c.out, Format: c.format, Filesystem: filesystem(res), Elapsed: elapsed}
+	if !res.Skipped.Zero() {
+		s.Warnings = append(s.Warnings, res.Skipped.String())
+	}
+	s.Warnings = append(s.Warnings, res.WarningSummary(5)...)
+	return s
+}
+
+// filesystem returns the space and inodes of an ext4 result, or nil for other formats.
+func filesystem(res *img2ext4.Result) *progress.Filesystem {
+	return nil
 }
 
 func main() {
