@@ -24,6 +24,11 @@
 // terminal shortens a layer's name and drops its bar and speed before any
 // of its byte counts.
 //
+// A [Tracker] is for programs that draw their own display: it folds the
+// events into a [Snapshot] of totals per phase (bytes done and expected,
+// layers started and completed, speed, percentage, time left) that a user
+// interface polls from any goroutine.
+//
 // Who calls a [Func], and whether calls may overlap, is up to the library
 // that takes it, and its docs say so; [Renderer.Func] is safe for
 // concurrent use in any case.

@@ -72,6 +72,7 @@ type Warning struct {
 // A Func is called synchronously from the goroutine doing the work, so it must return
 // quickly and must not block. Whether calls may overlap is up to the caller, and each
 // package that takes a Func says so: [github.com/img2ext4/img2ext4.WithProgress] serializes
-// every call of a conversion, so a Func given there needs no locking; [Renderer.Func] is
-// safe for concurrent use anyway, so it may be given to several reporters at once.
+// every call of a conversion, so a Func given there needs no locking; [Renderer.Func] and
+// [Tracker.Func] are safe for concurrent use anyway, so they may be given to several
+// reporters at once.
 type Func func(Event)
