@@ -136,19 +136,32 @@ func TestProgressJSON(t *testing.T) {
 			}
 		})
 	}
-	t.Run("failure", func(t *testing.T) {
-		missing := filepath.Join(t.TempDir(), "no-such-layout")
-		code, _, stderr := runCLI(t, "", "--progress", "json", "oci:"+missing, filepath.Join(t.TempDir(), "out"))
-		if code != 1 {
-			t.Fatalf("exit %d, want 1: %s", code, stderr)
-		}
-		objs := jsonLines(t, stderr)
-		last := objs[len(objs)-1]
-		if last["type"] != "error" {
-			t.Fatalf("last object %v, want an error", last)
-		}
-		if s, _ := last["error"].(string); !strings.Contains(s, missing) {
-			t.Errorf("error %q does not name %s", s, missing)
-		}
-	})
+	missing := filepath.Join(t.TempDir(), "no-such-layout")
+	failures := []struct {
+		name string
+		args []string
+		want []string // in the error object's message
+	}{
+		{"missing layout", []string{"oci:" + missing}, []string{missing}},
+		{"platform", []string{"--platform", "linux/s390x", "oci:" + hello}, []string{"s390x", "--platform OS/ARCH"}},
+	}
+	for _, tc := range failures {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--progress", "json"}, tc.args...)
+			code, _, stderr := runCLI(t, "", append(args, filepath.Join(t.TempDir(), "out"))...)
+			if code != 1 {
+				t.Fatalf("exit %d, want 1: %s", code, stderr)
+			}
+			objs := jsonLines(t, stderr)
+			last := objs[len(objs)-1]
+			if last["type"] != "error" {
+				t.Fatalf("last object %v, want an error", last)
+			}
+			for _, w := range tc.want {
+				if s, _ := last["error"].(string); !strings.Contains(s, w) {
+					t.Errorf("error %q lacks %q", s, w)
+				}
+			}
+		})
+	}
 }
