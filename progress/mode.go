@@ -24,7 +24,8 @@ const (
 	// ModeJSON writes only JSON objects, one per line, each with a "type"
 	// member saying what it is. Objects of type "progress" carry an [Event],
 	// with the members its field tags name, coalesced to at most ten lines a
-	// second per layer plus every phase change and completion. The last line
+	// second per layer plus every phase change and completion; each
+	// [PhaseWarning] event is an object of type "warning". The last line
 	// is an object of type "result" with the members of [Summary] when
 	// [Renderer.Finish] was called, or of type "error" with "error" (the
 	// message) and "cancelled" (present and true when the work was cancelled)

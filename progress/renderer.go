@@ -379,7 +379,11 @@ func (r *Renderer) lines(final bool) {
 
 	for _, e := range evs {
 		if r.mode == ModeJSON {
-			r.writeJSON(jsonEvent{Type: jsonTypeProgress, Event: e})
+			typ := jsonTypeProgress
+			if e.Phase == PhaseWarning {
+				typ = jsonTypeWarning
+			}
+			r.writeJSON(jsonEvent{Type: typ, Event: e})
 		} else {
 			r.buf.WriteString(printable(plainLine(e)))
 			r.buf.WriteByte('\n')

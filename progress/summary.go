@@ -74,6 +74,7 @@ type jsonError struct {
 // The values of the "type" member of every [ModeJSON] line.
 const (
 	jsonTypeProgress = "progress"
+	jsonTypeWarning  = "warning"
 	jsonTypeResult   = "result"
 	jsonTypeError    = "error"
 )

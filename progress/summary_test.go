@@ -12,10 +12,12 @@ import (
 )
 
 // feedPartial feeds h a short conversion of three layers: two downloaded, the first
-// applied, the second applying, the third not started.
+// applied (with a warning), the second applying, the third not started.
 func feedPartial(h *harness) {
 	h.f(withSpeed(complete(Event{Phase: PhaseResolve, Layer: -1, Layers: 3, Total: -1}), 0, 200*time.Millisecond))
 	h.f(complete(dl(0, digest0, 2*mib, 2*mib)))
+	h.f(Event{Phase: PhaseWarning, Layer: -1, Digest: digest0, Total: -1,
+		Warning: &Warning{Path: "usr/bin/ping", Attr: "security.capability", Action: "dropped", Reason: "v3 for uid 1000"}})
 	h.f(withSpeed(complete(ap(0, digest0, 4*mib)), 4*mib, time.Second))
 	h.f(complete(dl(1, digest1, mib, mib)))
 	h.f(withSpeed(ap(1, digest1, 512*kib), 512*kib, time.Second))
@@ -104,10 +106,17 @@ func TestJSONOnlyObjects(t *testing.T) {
 			tc.end(h.r)
 			out := first + h.close()
 			objs := decodeLines(t, out)
+			warnings := 0
 			for _, o := range objs[:len(objs)-1] {
-				if o["type"] != "progress" {
+				switch {
+				case o["phase"] == string(PhaseWarning) && o["type"] == "warning":
+					warnings++
+				case o["type"] != "progress":
 					t.Errorf("object before the last of type %v: %v", o["type"], o)
 				}
+			}
+			if warnings != 1 {
+				t.Errorf("%d warning objects, want 1", warnings)
 			}
 			if got := objs[len(objs)-2]["done"]; got != float64(700*kib) {
 				t.Errorf("the last progress object has done %v, want the pending event's %d", got, 700*kib)

@@ -44,6 +44,9 @@ func NewTracker(opts ...Option) *Tracker {
 func (t *Tracker) Func() Func { return t.record }
 
 func (t *Tracker) record(e Event) {
+	if e.Phase == PhaseWarning {
+		return // no stage: nothing to count
+	}
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -17,6 +17,7 @@ func TestTracker(t *testing.T) {
 	f(Event{Phase: PhaseResolve, Layer: -1, Total: -1})
 	clk.Advance(time.Second)
 	f(complete(Event{Phase: PhaseResolve, Layer: -1, Layers: 2, Total: -1}))
+	f(Event{Phase: PhaseWarning, Layer: -1, Total: -1, Warning: &Warning{Path: "x", Action: "dropped"}}) // no stage
 	s := tr.Snapshot()
 	if s.Phase != PhaseResolve || s.Layers != 2 || s.Elapsed != time.Second || s.Download.Percent != 0 || s.Download.ETA != -1 {
 		t.Errorf("after resolve: %+v", s)
