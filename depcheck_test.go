@@ -27,7 +27,7 @@ func TestLibraryImports(t *testing.T) {
 			return err
 		}
 		if d.IsDir() {
-			if p == "cmd" || p == "bench" || p == "testdata" || strings.HasPrefix(d.Name(), ".") && p != "." {
+			if p == "cmd" || p == "bench" || p == "testdata" || p == "vendor" || strings.HasPrefix(d.Name(), ".") && p != "." {
 				return filepath.SkipDir
 			}
 			return nil

@@ -76,7 +76,7 @@ func needTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		t.Skipf("%s not installed", name)
+		t.Skipf("%s not installed (Debian package e2fsprogs): it is the oracle this test reads the image with", name)
 	}
 	return p
 }
@@ -102,6 +102,7 @@ func sha(t *testing.T, p string) string {
 // image with e2fsck, and compares it with the directory through two readers nobody here
 // wrote: debugfs's rdump, and the kernel (a read-only loop mount, when running as root).
 func TestExt4MatchesDir(t *testing.T) {
+	needTool(t, "e2fsck") // before any work: skipped with the reason when missing
 	ref := pushed(t, tartest.Image(richLayers()...))
 	ctx := context.Background()
 	tmp := t.TempDir()
@@ -229,6 +230,8 @@ func blocksOf(t *testing.T, m map[string]string, key string) int64 {
 }
 
 func TestExt4Shape(t *testing.T) {
+	needTool(t, "e2fsck")
+	needTool(t, "dumpe2fs")
 	ref := pushed(t, tartest.Image(helloLayers()...))
 	ctx := context.Background()
 	tmp := t.TempDir()
@@ -321,6 +324,8 @@ func TestExt4Shape(t *testing.T) {
 // TestExt4NoDeadData deletes and replaces large files in upper layers: the image must carry
 // only the live data, because the writer reuses the freed blocks.
 func TestExt4NoDeadData(t *testing.T) {
+	needTool(t, "e2fsck")
+	needTool(t, "dumpe2fs")
 	blob := func(seed uint64, n int) string {
 		r := rand.New(rand.NewPCG(seed, seed))
 		b := make([]byte, n)
