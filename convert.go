@@ -10,6 +10,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/img2ext4/img2ext4/ext4writer"
 	"github.com/img2ext4/img2ext4/layerapply"
 	"github.com/img2ext4/img2ext4/ocifetch"
 	"github.com/img2ext4/img2ext4/progress"
@@ -51,6 +52,9 @@ type Result struct {
 	// [WithStrict] and [layerapply.Warning]); WarningsOmitted counts the others.
 	Warnings        []layerapply.Warning
 	WarningsOmitted int
+	// Filesystem describes the ext4 image written with [FormatExt4] (size, used and
+	// available space, inodes); nil for the other formats.
+	Filesystem *ext4writer.Stats
 	// Config is the image's run configuration (entrypoint, command, environment, user,
 	// working directory, labels, ports, stop signal), as a VM launcher needs it.
 	Config v1.Config

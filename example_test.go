@@ -17,8 +17,8 @@ func ExampleConvert() {
 		fmt.Println(err)
 		return
 	}
-	st, _ := os.Stat(filepath.Join(dir, "rootfs.img"))
 	// The image holds linux/amd64 and linux/arm64; Convert picks the host's.
-	fmt.Println(res.Layers, "layers,", res.Platform.OS, "->", st.Size()>>20, "MiB")
-	// Output: 3 layers, linux -> 6 MiB
+	fs := res.Filesystem
+	fmt.Println(res.Layers, "layers,", res.Platform.OS, "->", fs.Size>>20, "MiB,", fs.Available()>>20, "MiB available")
+	// Output: 3 layers, linux -> 72 MiB, 65 MiB available
 }

@@ -19,14 +19,27 @@ const DefaultAlign = 2 << 20
 
 // Ext4Options shapes the ext4 image [Convert] writes with [FormatExt4].
 type Ext4Options struct {
-	// Size fixes the image size in bytes; the content must fit. The default (0) is the
-	// smallest image that holds the content, its journal and the free space asked for,
-	// rounded up to Align.
+	// Size fixes the image size in bytes; the content must fit, and when it does not the
+	// error says the size that would. The default (0) computes the size: the content, its
+	// journal and metadata, the free space asked for and the reserves below, rounded up
+	// to Align.
 	Size int64
-	// FreeBytes and FreePercent ask for extra free space in a smallest image: bytes, or a
-	// percentage of the smallest size. Both add up. The default is none.
+	// FreeBytes and FreePercent ask for space available to ordinary users (what df shows
+	// inside the mounted image) in an image of computed size: bytes, or a percentage of
+	// the content; both add up. The blocks reserved for root (ReservedPercent) and the
+	// kernel's own reserve (the smaller of 2 % of the blocks and 16 MiB) come on top, and
+	// every image leaves at least 1 MiB available, so even the smallest takes a small
+	// write. The default, unless FreeSet, is the larger of 64 MiB and 10 % of the content
+	// (see [ext4writer.WithFreeSpace]).
 	FreeBytes   int64
 	FreePercent int
+	// FreeSet makes FreeBytes and FreePercent the whole request even when both are zero:
+	// the smallest image that still takes a small write (the command line's --free 0).
+	FreeSet bool
+	// ReservedPercent reserves that percentage of the blocks for root, 0 to 50 (mke2fs's
+	// -m). The default is 0: a virtual machine's root filesystem has no other users to be
+	// protected from.
+	ReservedPercent int
 	// Align rounds a computed size up to a multiple of Align bytes (a power of two, at
 	// least 4096). The default (0) is [DefaultAlign]; 4096 means no rounding.
 	Align int64
@@ -66,7 +79,10 @@ func (e Ext4Options) Validate() error {
 	if e.Size < 0 || e.FreeBytes < 0 || e.FreePercent < 0 || e.FreePercent > 10000 {
 		return errors.New("negative size or free space")
 	}
-	if e.Size > 0 && (e.FreeBytes > 0 || e.FreePercent > 0) {
+	if e.ReservedPercent < 0 || e.ReservedPercent > 50 {
+		return fmt.Errorf("reserved percentage %d out of range [0, 50]", e.ReservedPercent)
+	}
+	if e.Size > 0 && (e.FreeBytes > 0 || e.FreePercent > 0 || e.FreeSet) {
 		return errors.New("a fixed size and extra free space exclude each other")
 	}
 	if len(e.Label) > 16 {
@@ -96,8 +112,11 @@ func (e Ext4Options) writerOptions(seed string) ([]ext4writer.Option, error) {
 	if e.Size > 0 {
 		opts = append(opts, ext4writer.WithSize(e.Size))
 	}
-	if e.FreeBytes > 0 {
-		opts = append(opts, ext4writer.WithFreeSpace(e.FreeBytes))
+	if e.FreeSet || e.FreeBytes > 0 || e.FreePercent > 0 {
+		opts = append(opts, ext4writer.WithFreeSpace(e.FreeBytes), ext4writer.WithFreePercent(e.FreePercent))
+	}
+	if e.ReservedPercent > 0 {
+		opts = append(opts, ext4writer.WithReservedPercent(e.ReservedPercent))
 	}
 	if e.Inodes > 0 {
 		opts = append(opts, ext4writer.WithInodeCount(e.Inodes))
@@ -162,8 +181,8 @@ func convertExt4(ctx context.Context, ref, out string, o *options) (res *Result,
 		return nil, err
 	}
 	o.check = func(img v1.Image) error { return t.checkSpace(img, e.Size) }
+	var w *ext4writer.Writer
 	err = t.write("write image", func(f outputFile) error {
-		var w *ext4writer.Writer
 		res, err = run(ctx, ref, o, func(img v1.Image) (layerapply.Sink, error) {
 			digest, err := img.Digest()
 			if err != nil {
@@ -183,8 +202,7 @@ func convertExt4(ctx context.Context, ref, out string, o *options) (res *Result,
 				if err != nil {
 					return err
 				}
-				target := min + min*int64(e.FreePercent)/100
-				target = (target + e.Align - 1) / e.Align * e.Align
+				target := (min + e.Align - 1) / e.Align * e.Align
 				if target != min {
 					if err := w.SetSize(target); err != nil {
 						return err
@@ -195,5 +213,9 @@ func convertExt4(ctx context.Context, ref, out string, o *options) (res *Result,
 		})
 		return err
 	})
+	if err == nil {
+		st := w.Stats()
+		res.Filesystem = &st
+	}
 	return res, err
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/img2ext4/img2ext4"
+	"github.com/img2ext4/img2ext4/ext4writer"
 	"github.com/img2ext4/img2ext4/internal/tartest"
 	"github.com/img2ext4/img2ext4/internal/treesnap"
 )
@@ -235,9 +237,11 @@ func TestExt4Shape(t *testing.T) {
 	ref := pushed(t, tartest.Image(helloLayers()...))
 	ctx := context.Background()
 	tmp := t.TempDir()
+	var res *img2ext4.Result
 	conv := func(name string, e img2ext4.Ext4Options) (string, error) {
 		out := filepath.Join(tmp, name)
-		_, err := img2ext4.Convert(ctx, ref, out, img2ext4.WithExt4(e))
+		var err error
+		res, err = img2ext4.Convert(ctx, ref, out, img2ext4.WithExt4(e))
 		return out, err
 	}
 	size := func(p string) int64 {
@@ -246,6 +250,11 @@ func TestExt4Shape(t *testing.T) {
 			t.Fatal(err)
 		}
 		return st.Size()
+	}
+	// available is what df shows an ordinary user, from the superblock
+	available := func(sb map[string]string) int64 {
+		blocks := blocksOf(t, sb, "Block count")
+		return (blocksOf(t, sb, "Free blocks") - blocksOf(t, sb, "Reserved block count") - min(blocks/50, 4096)) * 4096
 	}
 
 	def, err := conv("default.img", img2ext4.Ext4Options{})
@@ -265,32 +274,54 @@ func TestExt4Shape(t *testing.T) {
 	if blocksOf(t, sb, "Block count")*4096 != size(def) {
 		t.Errorf("filesystem has %s blocks, file is %d bytes", sb["Block count"], size(def))
 	}
+	if sb["Reserved block count"] != "0" || available(sb) < 64<<20 {
+		t.Errorf("default image: %s blocks reserved for root, %d bytes available; want 0 and >= 64 MiB", sb["Reserved block count"], available(sb))
+	}
+	if fs := res.Filesystem; fs == nil || fs.Size != size(def) || fs.Available() != available(sb) || fs.Inodes != uint64(blocksOf(t, sb, "Inode count")) {
+		t.Errorf("Result.Filesystem = %+v, want size %d, %d bytes available, %s inodes", fs, size(def), available(sb), sb["Inode count"])
+	}
 
 	unaligned, err := conv("unaligned.img", img2ext4.Ext4Options{Align: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
 	fsck(t, unaligned)
-	if size(unaligned) >= size(def) {
+	if size(unaligned) > size(def) {
 		t.Errorf("4 KiB alignment gave %d bytes, 2 MiB gave %d", size(unaligned), size(def))
 	}
 
-	free, err := conv("free.img", img2ext4.Ext4Options{FreeBytes: 64 << 20, Align: 4096})
+	smallest, err := conv("smallest.img", img2ext4.Ext4Options{FreeSet: true, Align: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsck(t, smallest)
+	if a := available(dumpe2fs(t, smallest)); a < 1<<20 || a >= 2<<20 || size(smallest) >= size(unaligned)-60<<20 {
+		t.Errorf("--free 0: %d bytes, %d available; want the smallest image with 1 MiB available", size(smallest), a)
+	}
+
+	free, err := conv("free.img", img2ext4.Ext4Options{FreeBytes: 100 << 20, Align: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
 	fsck(t, free)
-	fsb := dumpe2fs(t, free)
-	if got := blocksOf(t, fsb, "Free blocks") * 4096; got < 64<<20 {
-		t.Errorf("--free 64M left %d bytes free", got)
+	if got := available(dumpe2fs(t, free)); got < 100<<20 {
+		t.Errorf("--free 100M left %d bytes available", got)
 	}
 	pct, err := conv("pct.img", img2ext4.Ext4Options{FreePercent: 100, Align: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
 	fsck(t, pct)
-	if size(pct) < 2*size(unaligned)-4096 {
-		t.Errorf("--free 100%% gave %d bytes, minimum is %d", size(pct), size(unaligned))
+	if size(pct) >= size(unaligned) || size(pct) < size(smallest) {
+		t.Errorf("--free 100%% of a small content gave %d bytes; want between %d and %d", size(pct), size(smallest), size(unaligned))
+	}
+	reserved, err := conv("reserved.img", img2ext4.Ext4Options{ReservedPercent: 5, Align: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsb := dumpe2fs(t, reserved)
+	if blocksOf(t, rsb, "Reserved block count") != blocksOf(t, rsb, "Block count")*5/100 || available(rsb) < 64<<20 {
+		t.Errorf("--reserved 5%%: %s of %s blocks reserved, %d bytes available", rsb["Reserved block count"], rsb["Block count"], available(rsb))
 	}
 
 	fixed, err := conv("fixed.img", img2ext4.Ext4Options{Size: 48 << 20, Label: "rootfs", UUID: "01234567-89ab-cdef-0123-456789abcdef", NoJournal: true, ReadOnly: true})
@@ -309,11 +340,21 @@ func TestExt4Shape(t *testing.T) {
 		t.Errorf("features %q: want no journal, read-only", xsb["Filesystem features"])
 	}
 
-	if _, err := conv("small.img", img2ext4.Ext4Options{Size: 1 << 20}); err == nil || !strings.Contains(err.Error(), "size") {
-		t.Errorf("1 MiB fixed size: err = %v, want a size error", err)
+	// too small a size: the error names the size that fits
+	_, err = conv("small.img", img2ext4.Ext4Options{Size: 1 << 20})
+	var se *ext4writer.SizeError
+	if !errors.As(err, &se) || se.Need <= se.Limit || !strings.Contains(err.Error(), ext4writer.FormatSize(se.Need)) {
+		t.Errorf("1 MiB fixed size: err = %v, want a size error naming the size that fits", err)
 	}
 	if _, err := os.Stat(filepath.Join(tmp, "small.img")); err == nil {
 		t.Error("a failed conversion left its output")
+	}
+	if se != nil {
+		fits, err := conv("fits.img", img2ext4.Ext4Options{Size: se.Need})
+		if err != nil {
+			t.Fatalf("the size the error named: %v", err)
+		}
+		fsck(t, fits)
 	}
 	left, _ := filepath.Glob(filepath.Join(tmp, ".*"))
 	if len(left) > 0 {

@@ -442,7 +442,7 @@ func (t *target) fixSize(e *Ext4Options) error {
 	fail := func(format string, args ...any) error {
 		return &CheckError{Op: "write image", Path: t.out, Err: fmt.Errorf(format, args...)}
 	}
-	if e.FreeBytes > 0 || e.FreePercent > 0 {
+	if e.FreeBytes > 0 || e.FreePercent > 0 || e.FreeSet {
 		return fail("extra free space does not apply to a block device, which the filesystem fills (give a smaller size to use less of it)")
 	}
 	if e.Size > t.dev.size {

@@ -95,7 +95,7 @@ func TestSparseHuge(t *testing.T) {
 	head, tail := []byte("start of a 20 GiB file"), []byte("the end")
 	ents := []entry{{name: "huge", mode: 0o644, data: head, size: size, tail: tail}}
 	start := time.Now()
-	img := buildImage(t, ents)
+	img := buildImage(t, ents, WithFreeSpace(0))
 	t.Logf("wrote 20 GiB sparse file in %v", time.Since(start))
 	fi, err := os.Stat(img)
 	if err != nil {

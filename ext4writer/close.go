@@ -3,6 +3,7 @@ package ext4writer
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -25,6 +26,7 @@ type layout struct {
 	journal   *inode
 	inodes    []*inode // by inode number (index 0 unused)
 	largeDir  bool
+	content   uint64 // blocks of files, directories, extent trees and xattr blocks
 }
 
 func ceilDiv(a, b uint64) uint64 { return (a + b - 1) / b }
@@ -78,9 +80,10 @@ func (w *Writer) number() []*inode {
 }
 
 // plan lays out all metadata for the given geometry.
-func (w *Writer) plan(inodes []*inode, groups uint64, ipg uint32, jblocks uint64) (*layout, error) {
+func (w *Writer) plan(inodes []*inode, groups uint64, ipg uint32, jblocks, limit uint64) (*layout, error) {
 	l := &layout{groups: groups, ipg: ipg, alloc: w.alloc.clone(), inodes: inodes}
 	a := &l.alloc
+	a.limit = limit
 	descSize := uint64(64)
 	if w.o.legacy {
 		descSize = 32
@@ -168,6 +171,10 @@ func (w *Writer) plan(inodes []*inode, groups uint64, ipg uint32, jblocks uint64
 		if err := l.allocTree(in, take); err != nil {
 			return nil, err
 		}
+		for _, e := range in.ext {
+			l.content += uint64(e.Len)
+		}
+		l.content += uint64(len(in.tree))
 		in.xblk = 0
 		in.xnext = len(in.xattrs)
 		if len(in.xattrs) > 0 {
@@ -182,6 +189,7 @@ func (w *Writer) plan(inodes []*inode, groups uint64, ipg uint32, jblocks uint64
 					return nil, err
 				}
 				in.xblk = b[0]
+				l.content++
 			}
 		}
 	}
@@ -200,8 +208,8 @@ func (l *layout) allocTree(in *inode, take func(uint64) ([]uint64, error)) error
 	return nil
 }
 
-// finish computes the final layout: a fixed point of image size, group
-// count, inode count and journal size.
+// finish computes the final layout. When the content does not fit a
+// fixed size, the *SizeError tells the smallest size that would.
 func (w *Writer) finish() (*layout, error) {
 	if lf := w.root.dir.children["lost+found"]; lf == nil {
 		w.root.dir.children["lost+found"] = &inode{mode: disk.SIFDIR | 0o700, nlink: 2, dir: &dirInfo{parent: w.root, children: map[string]*inode{}}}
@@ -218,8 +226,27 @@ func (w *Writer) finish() (*layout, error) {
 	if used > 1<<32-1 {
 		return nil, opErr("close", "", ErrTooManyInodes)
 	}
+	fixed := uint64(w.o.size / blockSize)
+	if !w.overflow {
+		l, err := w.fit(inodes, used, fixed, w.alloc.limit, false)
+		var se *SizeError
+		if fixed == 0 || !errors.As(err, &se) {
+			return l, err
+		}
+	}
+	// the content does not fit the fixed size: find the size that would
+	se := &SizeError{Op: "close", Limit: w.o.size}
+	if m, err := w.fit(inodes, used, 0, maxMaxSize/blockSize, true); err == nil {
+		se.Need = int64(m.blocks) * blockSize
+	}
+	return nil, se
+}
+
+// fit finds a fixed point of image size, group count, inode count and
+// journal size: the fixed size, or the smallest that leaves the space
+// asked for available (only the minimum with minimal).
+func (w *Writer) fit(inodes []*inode, used, fixed, limit uint64, minimal bool) (*layout, error) {
 	o := w.o
-	fixed := uint64(o.size / blockSize)
 	t := w.alloc.cursor
 	if fixed > 0 {
 		t = fixed
@@ -253,26 +280,39 @@ func (w *Writer) finish() (*layout, error) {
 		if ipg > disk.MaxInodesPerGr || groups*ipg > 1<<32-1 || groups*ipg < used {
 			return nil, opErr("close", "", fmt.Errorf("%w: %d needed", ErrTooManyInodes, used))
 		}
-		l, err := w.plan(inodes, groups, uint32(ipg), jblocks)
+		l, err := w.plan(inodes, groups, uint32(ipg), jblocks, limit)
 		if err != nil {
 			return nil, err
 		}
 		end := l.alloc.cursor
-		nt := end + ceilDiv(uint64(o.freeSpace), blockSize)
+		nt := end
 		if fixed > 0 {
 			if end > fixed {
-				return nil, &SizeError{Op: "close", Limit: int64(fixed) * blockSize, Need: int64(end) * blockSize}
+				return nil, &SizeError{Op: "close", Limit: int64(fixed) * blockSize}
 			}
 			nt = fixed
 		}
-		nt = max(nt, (groups-1)*blocksPerGroup+1)
-		lastG := (nt - 1) / blocksPerGroup
-		if hasBackup(lastG) {
-			nt = max(nt, lastG*blocksPerGroup+1+l.alloc.gdtRes+1)
+		avail := uint64(0)
+		if fixed == 0 {
+			avail = MinFreeSpace / blockSize
+			if !minimal {
+				avail = o.wantAvailable(l.content)
+			}
 		}
-		if nt > w.alloc.limit {
-			lim := w.alloc.limit
-			return nil, &SizeError{Op: "close", Limit: int64(lim) * blockSize, Need: int64(nt) * blockSize}
+		for range 64 {
+			nt = max(nt, (groups-1)*blocksPerGroup+1)
+			lastG := (nt - 1) / blocksPerGroup
+			if hasBackup(lastG) {
+				nt = max(nt, lastG*blocksPerGroup+1+l.alloc.gdtRes+1)
+			}
+			a := w.available(l, nt)
+			if fixed > 0 || a >= avail {
+				break
+			}
+			nt += avail - a
+		}
+		if nt > limit {
+			return nil, &SizeError{Op: "close", Limit: int64(limit) * blockSize, Need: int64(nt) * blockSize}
 		}
 		ng := ceilDiv(nt, blocksPerGroup)
 		jok := !o.journal || disk.JournalBlocks(nt) <= jblocks
@@ -534,6 +574,9 @@ func (w *Writer) writeMeta(l *layout) error {
 	}
 	sb.FreeBlocksCount = freeBlocks
 	sb.FreeInodesCount = uint32(freeInodes)
+	w.stats = Stats{Size: int64(l.blocks) * blockSize, BlockSize: blockSize, Blocks: l.blocks, FreeBlocks: freeBlocks,
+		ReservedBlocks: sb.RBlocksCount, KernelReserved: kernelReserve(l.blocks), Inodes: l.groups * ipg, FreeInodes: freeInodes}
+	w.planFree = l.freeBlocks(l.blocks)
 	sbuf := make([]byte, blockSize)
 	for grp := range l.groups {
 		if !hasBackup(grp) {
@@ -585,6 +628,9 @@ func popcount(b []byte) int {
 }
 
 func (w *Writer) writeAt(p []byte, blk uint64) error {
+	if w.overflow {
+		return nil // the image fails at Close; only its size matters now
+	}
 	off := int64(blk) * blockSize
 	if _, err := w.f.WriteAt(p, off); err != nil {
 		return err

@@ -14,9 +14,31 @@
 // [Writer.Close] lays out and writes the metadata: inode tables,
 // directories (hashed b-trees for large ones), extent trees, extended
 // attribute blocks, bitmaps, group descriptors, superblocks with their
-// sparse_super backups, and a JBD2 journal sized as mke2fs would. By
-// default the image is the smallest that holds its content ([WithSize]
-// fixes it; [Writer.MinSize] reports it), with the features of mke2fs
+// sparse_super backups, and a JBD2 journal sized as mke2fs would.
+// [Writer.Stats] then describes the result (size, free blocks, inodes).
+//
+// # Size
+//
+// Unless [WithSize] fixes it, the image is as large as its content,
+// journal and metadata need plus free space ([Writer.MinSize] reports
+// it): by default the free space leaves an ordinary user, as df shows
+// inside the mounted image, the larger of 64 MiB ([DefaultFreeSpace])
+// and 10 % of the content ([DefaultFreePercent]), so that a virtual
+// machine can write to its root filesystem. Root has no reserved blocks
+// unless [WithReservedPercent] asks. Linux keeps its own reserve of the
+// smaller of 2 % of the blocks and 4096 blocks (s_resv_clusters) and
+// refuses every write, even root's, that would eat into it; the sizing
+// counts it, and blocks reserved for root, on top of the free space
+// asked for. [WithFreeSpace] and [WithFreePercent] replace the default;
+// WithFreeSpace(0) gives the smallest image, which still leaves
+// [MinFreeSpace] so that a small write succeeds. When the content
+// outgrows a fixed size, the writer takes the remaining entries without
+// writing them, and Close fails with a *[SizeError] that tells the size
+// that would fit.
+//
+// # Format
+//
+// The image has the features of mke2fs
 // 1.47's ext4 profile minus orphan_file, metadata_csum_seed and
 // resize_inode: has_journal ext_attr dir_index filetype extent 64bit
 // flex_bg sparse_super large_file huge_file dir_nlink extra_isize

@@ -48,20 +48,20 @@ type SizeError struct {
 	Op    string // operation that failed, such as "write" or "close"
 	Name  string // path being written, if any
 	Limit int64  // size limit in bytes
-	Need  int64  // bytes needed, when known (0 otherwise)
+	Need  int64  // smallest size that fits, when known (0 otherwise)
 }
 
-// Error describes the limit that was reached.
+// Error describes the limit that was reached and, when known, the size
+// that would fit, in the units sizes are typed in (see [FormatSize]).
 func (e *SizeError) Error() string {
 	s := "ext4writer: " + e.Op
 	if e.Name != "" {
 		s += " " + e.Name
 	}
-	s += fmt.Sprintf(": image size limit %d bytes reached", e.Limit)
 	if e.Need > 0 {
-		s += fmt.Sprintf(" (need %d)", e.Need)
+		return s + fmt.Sprintf(": the content needs an image of at least %s, more than the limit of %s", sizeString(e.Need), sizeString(e.Limit))
 	}
-	return s
+	return s + fmt.Sprintf(": image size limit of %s reached", sizeString(e.Limit))
 }
 
 // Unwrap returns [ErrNoSpace].

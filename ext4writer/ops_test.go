@@ -210,17 +210,35 @@ func TestSizeLimit(t *testing.T) {
 	if err := w.Create("big", &File{Mode: 0o644, Size: 16 << 20}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = w.ReadFrom(bytes.NewReader(randData(7, 16<<20)))
+	// the writer takes the whole body without writing past the limit,
+	// so that Close can tell the size that would fit
+	if _, err := w.ReadFrom(bytes.NewReader(randData(7, 16<<20))); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Create("after", &File{Mode: 0o644, Size: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	err = w.Close()
 	var se *SizeError
-	if !errors.As(err, &se) || !errors.Is(err, ErrNoSpace) || se.Limit != size {
-		t.Fatalf("got %v, want a *SizeError with limit %d", err, size)
+	if !errors.As(err, &se) || !errors.Is(err, ErrNoSpace) || se.Limit != size || se.Need < 16<<20 || se.Need > 24<<20 {
+		t.Fatalf("got %v, want a *SizeError with limit %d and the size that fits", err, size)
+	}
+	if !strings.Contains(err.Error(), FormatSize(se.Need)) {
+		t.Errorf("message %q does not name %s", err, FormatSize(se.Need))
 	}
 	if fi, _ := f.Stat(); fi.Size() > size {
 		t.Errorf("wrote %d bytes past the %d byte limit", fi.Size(), size)
 	}
-	if err2 := w.Create("x", &File{}); err2 != err {
+	if err2 := w.Close(); err2 != err {
 		t.Errorf("error not sticky: %v", err2)
 	}
+	// the size it named fits
+	img := buildImage(t, []entry{{name: "big", mode: 0o644, data: randData(7, 16<<20)}, {name: "after", mode: 0o644, data: []byte("after")}},
+		WithSize(se.Need))
+	fsck(t, img)
 	// metadata that does not fit is reported by Close
 	w2, err := New(nopWriterAt{}, WithSize(1<<20), WithoutJournal())
 	if err != nil {

@@ -21,9 +21,11 @@ type options struct {
 	inodeCount  uint32
 	inodeRatio  int64
 	reservedPct int
-	size        int64 // fixed size, 0 = minimal
+	size        int64 // fixed size, 0 = computed
 	maxSize     int64
-	freeSpace   int64
+	freeSpace   int64 // bytes available to ordinary users in a computed image
+	freePct     int   // percent of the content available to ordinary users
+	freeSet     bool  // freeSpace and freePct replace the default headroom
 	freeInodes  uint32
 	mkfsTime    uint32
 }
@@ -35,12 +37,27 @@ const (
 	defaultSeed       = "img2ext4"
 )
 
+// The space a computed image leaves to its users (see [WithFreeSpace]).
+const (
+	// DefaultFreeSpace is the least space, in bytes, that an image of
+	// computed size leaves available to ordinary users unless
+	// [WithFreeSpace] or [WithFreePercent] says otherwise: 64 MiB.
+	DefaultFreeSpace = 64 << 20
+	// DefaultFreePercent is the share of the content, in percent, that
+	// an image of computed size leaves available when it is more than
+	// [DefaultFreeSpace]: 10.
+	DefaultFreePercent = 10
+	// MinFreeSpace is the space an image of computed size always leaves
+	// available on top of the kernel's reserve, so that even the
+	// smallest image takes a small write: 1 MiB.
+	MinFreeSpace = 1 << 20
+)
+
 func makeOptions(opts []Option) (*options, error) {
 	o := &options{
-		journal:     true,
-		inodeRatio:  defaultInodeRatio,
-		reservedPct: 5,
-		seed:        defaultSeed,
+		journal:    true,
+		inodeRatio: defaultInodeRatio,
+		seed:       defaultSeed,
 	}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
@@ -167,7 +184,9 @@ func WithFreeInodes(n uint32) Option {
 }
 
 // WithReservedPercent sets the percentage of blocks reserved for root,
-// 0 to 50. The default is 5, as mke2fs.
+// 0 to 50 (mke2fs's -m). In an image of computed size they come on top
+// of the free space asked for. The default is 0: mke2fs's 5 % protects
+// multi-user hosts, not a virtual machine's root filesystem.
 func WithReservedPercent(pct int) Option {
 	return func(o *options) error {
 		if pct < 0 || pct > 50 {
@@ -179,8 +198,10 @@ func WithReservedPercent(pct int) Option {
 }
 
 // WithSize fixes the image size in bytes (rounded down to 4 KiB blocks).
-// Writes that would not fit fail with a *[SizeError]. The default is the
-// smallest size that holds the content plus [WithFreeSpace].
+// When the content does not fit, the writer goes on taking entries
+// without writing them, and Close fails with a *[SizeError] that tells
+// the smallest size that would fit. The default computes the size from
+// the content and the free space asked for (see [WithFreeSpace]).
 func WithSize(n int64) Option {
 	return func(o *options) error {
 		if n < 64*blockSize {
@@ -205,15 +226,39 @@ func WithMaxSize(n int64) Option {
 	}
 }
 
-// WithFreeSpace asks for at least n bytes of free blocks in a minimal
-// image, and for one free inode per inode-ratio bytes of it. The default
-// is 0. It is ignored with [WithSize].
+// WithFreeSpace asks that an image of computed size leave at least n
+// bytes available to ordinary users, as df shows them inside the mounted
+// image: free blocks minus the blocks reserved for root
+// ([WithReservedPercent]) and minus the kernel's own reserve
+// (s_resv_clusters, the smaller of 2 % of the blocks and 16 MiB), which
+// come on top. It adds to [WithFreePercent], and the image always leaves
+// at least [MinFreeSpace], so WithFreeSpace(0) gives the smallest image
+// that still takes a small write. The free space comes with one free
+// inode per inode-ratio bytes. The default, when neither WithFreeSpace
+// nor WithFreePercent is given, is the larger of [DefaultFreeSpace] and
+// [DefaultFreePercent] % of the content. It is ignored with [WithSize].
 func WithFreeSpace(n int64) Option {
 	return func(o *options) error {
 		if n < 0 {
 			return fmt.Errorf("ext4writer: negative free space")
 		}
-		o.freeSpace = n
+		o.freeSpace, o.freeSet = n, true
+		return nil
+	}
+}
+
+// WithFreePercent asks that an image of computed size leave pct percent
+// of its content available to ordinary users, on top of [WithFreeSpace]
+// and counted the same way. The content is the blocks that files,
+// directories, symbolic links, extent trees and attribute blocks take,
+// not the inode tables, bitmaps and journal. pct is 0 to 10000. The
+// default is described on [WithFreeSpace].
+func WithFreePercent(pct int) Option {
+	return func(o *options) error {
+		if pct < 0 || pct > 10000 {
+			return fmt.Errorf("ext4writer: free percentage %d out of range [0, 10000]", pct)
+		}
+		o.freePct, o.freeSet = pct, true
 		return nil
 	}
 }

@@ -84,12 +84,20 @@ type dirInfo struct {
 // straight to their final blocks; all metadata is written by Close.
 // A Writer is not safe for concurrent use.
 type Writer struct {
-	f       io.WriterAt
-	o       *options
-	err     error // sticky
-	closed  bool
-	size    int64 // final size, after Close
-	hiWater int64 // end of the furthest write
+	f      io.WriterAt
+	o      *options
+	err    error // sticky
+	closed bool
+	size   int64 // final size, after Close
+	stats  Stats // after Close
+
+	planFree uint64 // free blocks as the sizing policy counted them (tests compare)
+
+	// overflow is set when the content outgrew a fixed size: entries are
+	// still taken, without writing, so that Close can tell the size that
+	// would fit.
+	overflow bool
+	hiWater  int64 // end of the furthest write
 
 	root    *inode
 	ninodes uint64 // live inodes besides the root
@@ -382,7 +390,7 @@ func (w *Writer) Create(name string, f *File) error {
 }
 
 func (w *Writer) writeSymlink(in *inode) error {
-	start, _, ok := w.alloc.alloc(1)
+	start, _, ok := w.allocData(1)
 	if !ok {
 		return w.sizeErr("create")
 	}
@@ -394,6 +402,21 @@ func (w *Writer) writeSymlink(in *inode) error {
 	}
 	in.ext = append(in.ext, disk.Extent{Logical: 0, Len: 1, Start: start})
 	return nil
+}
+
+// allocData allocates up to n contiguous blocks for file data. When a
+// fixed size is exhausted, it switches to overflow mode.
+func (w *Writer) allocData(n uint64) (start, cnt uint64, ok bool) {
+	start, cnt, ok = w.alloc.alloc(n)
+	if !ok && w.o.size > 0 && !w.overflow {
+		if err := w.flush(); err != nil {
+			return 0, 0, false
+		}
+		w.overflow = true
+		w.alloc.limit = maxMaxSize / blockSize
+		start, cnt, ok = w.alloc.alloc(n)
+	}
+	return start, cnt, ok
 }
 
 func (w *Writer) sizeErr(op string) *SizeError {
@@ -616,7 +639,7 @@ func (w *Writer) writeBlocks(p []byte) error {
 			j++
 		}
 		for i < j {
-			start, cnt, ok := w.alloc.alloc(j - i)
+			start, cnt, ok := w.allocData(j - i)
 			if !ok {
 				w.err = w.sizeErr("write")
 				return w.err

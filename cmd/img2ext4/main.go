@@ -91,7 +91,8 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&c.format, "format", "ext4", "output format: ext4, dir or tar")
 	c.ext4.Align = img2ext4.DefaultAlign
 	fs.Var(sizeValue{&c.ext4.Size}, "size", "ext4: exact image size (e.g. 2G); default: the smallest that fits")
-	fs.Var(freeValue{&c.ext4.FreeBytes, &c.ext4.FreePercent}, "free", "ext4: extra free space, a size (512M) or a percentage of the content (20%)")
+	fs.Var(freeValue{&c.ext4.FreeBytes, &c.ext4.FreePercent, &c.ext4.FreeSet}, "free", "ext4: space left available to users, a size (512M) or a percentage of the content (20%); 0 for the smallest image (default: 64M or 10%, the larger)")
+	fs.Var(percentValue{&c.ext4.ReservedPercent}, "reserved", "ext4: blocks reserved for root, a percentage (mke2fs's -m)")
 	fs.Var(sizeValue{&c.ext4.Align}, "align", "ext4: round the image size up to a multiple of this, a power of two (4K for none)")
 	fs.Uint32Var(&c.ext4.Inodes, "inodes", 0, "ext4: number of inodes (default: mke2fs's ratio)")
 	fs.StringVar(&c.ext4.Label, "label", "", "ext4: volume label")

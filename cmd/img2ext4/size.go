@@ -73,6 +73,7 @@ func (v sizeValue) Type() string { return "size" }
 type freeValue struct {
 	bytes   *int64
 	percent *int
+	set     *bool // given at all: 0 then means the smallest image
 }
 
 func (v freeValue) String() string {
@@ -91,15 +92,36 @@ func (v freeValue) Set(s string) error {
 		if err != nil || n < 0 || n > 10000 {
 			return fmt.Errorf("bad percentage %q", s)
 		}
-		*v.percent, *v.bytes = n, 0
+		*v.percent, *v.bytes, *v.set = n, 0, true
 		return nil
 	}
 	n, err := parseSize(s)
 	if err != nil {
 		return err
 	}
-	*v.bytes, *v.percent = n, 0
+	*v.bytes, *v.percent, *v.set = n, 0, true
 	return nil
 }
+
+// percentValue is a pflag.Value holding a percentage, "5%" or "5".
+type percentValue struct{ n *int }
+
+func (v percentValue) String() string {
+	if v.n == nil {
+		return "0%"
+	}
+	return strconv.Itoa(*v.n) + "%"
+}
+
+func (v percentValue) Set(s string) error {
+	n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(s), "%"))
+	if err != nil || n < 0 || n > 50 {
+		return fmt.Errorf("bad percentage %q (want 0%% to 50%%)", s)
+	}
+	*v.n = n
+	return nil
+}
+
+func (v percentValue) Type() string { return "N%" }
 
 func (v freeValue) Type() string { return "size|N%" }
