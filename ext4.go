@@ -195,7 +195,7 @@ func convertExt4(ctx context.Context, ref, out string, o *options) (res *Result,
 			if w, err = ext4writer.New(f, wopts...); err != nil {
 				return nil, err
 			}
-			return &ext4Sink{w: w}, nil
+			return layerapply.NewExt4(w), nil
 		}, func() error {
 			if e.Size == 0 {
 				min, err := w.MinSize()

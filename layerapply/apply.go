@@ -9,6 +9,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/img2ext4/img2ext4/layerstream"
@@ -123,7 +124,7 @@ func (m *Merger) Add(hdr *tar.Header, body io.Reader) error {
 		return err
 	}
 	for _, h := range a.pending {
-		a.cur = h
+		a.mtime = h.ModTime
 		if err := a.link(h, true); err != nil {
 			return a.entryErr("link", h.Name, err)
 		}
@@ -145,17 +146,17 @@ type applier struct {
 	opts *options
 	root *node
 
-	layer   int    // index of the layer being applied
-	digest  string // its digest, for errors
-	cur     *tar.Header
+	layer   int             // index of the layer being applied
+	digest  string          // its digest, for errors
 	pending []*tar.Header   // hard links whose target had not appeared yet
 	skipped map[string]bool // clean names of entries left out (see skipEntry)
 	entries int64
 	bytes   int64
 
-	buf []byte
-	dec layerstream.Decoder // reused from layer to layer
-	out tar.Header          // reused header handed to the sink
+	buf   []byte
+	dec   layerstream.Decoder // reused from layer to layer
+	out   Entry               // reused entry handed to the sink
+	mtime time.Time           // of implicit parent directories: the current entry's
 }
 
 func (a *applier) close() { a.dec.Close() }
@@ -219,7 +220,7 @@ func (a *applier) applyTar(tr *tar.Reader) error {
 		}
 	}
 	for _, h := range a.pending {
-		a.cur = h
+		a.mtime = h.ModTime
 		if err := a.link(h, true); err != nil {
 			return a.entryErr("link", h.Name, err)
 		}
@@ -253,7 +254,7 @@ func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 	if err != nil {
 		return a.entryErr("apply", hdr.Name, err)
 	}
-	a.cur = hdr
+	a.mtime = hdr.ModTime
 	switch k, target := whiteout.Classify(name); k {
 	case whiteout.Meta:
 		a.opts.logger.Debug("skip AUFS metadata", "layer", a.digest, "name", hdr.Name)
@@ -289,41 +290,37 @@ func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 	return nil
 }
 
-// header fills the reused sink header from hdr for the resolved name.
-func (a *applier) header(name string, hdr *tar.Header) (*tar.Header, error) {
-	a.out = tar.Header{
-		Typeflag:   hdr.Typeflag,
-		Name:       name,
-		Linkname:   hdr.Linkname,
-		Size:       hdr.Size,
-		Mode:       hdr.Mode & 0o7777,
-		Uid:        hdr.Uid,
-		Gid:        hdr.Gid,
-		Uname:      hdr.Uname,
-		Gname:      hdr.Gname,
+// header fills the reused sink entry from hdr for the resolved name.
+func (a *applier) header(name string, hdr *tar.Header) (*Entry, error) {
+	a.out = Entry{
+		Path:       name,
+		Type:       Type(hdr.Typeflag),
+		Mode:       uint32(hdr.Mode & 0o7777),
+		UID:        hdr.Uid,
+		GID:        hdr.Gid,
 		ModTime:    hdr.ModTime,
 		AccessTime: hdr.AccessTime,
 		ChangeTime: hdr.ChangeTime,
-		Devmajor:   hdr.Devmajor,
-		Devminor:   hdr.Devminor,
-		Format:     tar.FormatPAX,
+		Linkname:   hdr.Linkname,
+		Devmajor:   uint32(hdr.Devmajor),
+		Devminor:   uint32(hdr.Devminor),
 	}
-	if a.out.Typeflag != tar.TypeReg {
-		a.out.Size = 0
+	if hdr.Typeflag == tar.TypeReg {
+		a.out.Size = hdr.Size
 	}
 	x, err := a.xattrs(hdr)
 	if err != nil {
 		return nil, err
 	}
-	a.out.PAXRecords = x
+	a.out.Xattrs = x
 	return &a.out, nil
 }
 
 // mkdirImplicit creates a parent directory that the layer did not list.
 func (a *applier) mkdirImplicit(parent *node, name string) (*node, error) {
 	n := &node{name: name, typ: tar.TypeDir, layer: a.layer}
-	h := tar.Header{Typeflag: tar.TypeDir, Name: parent.join(name), Mode: 0o755, ModTime: a.cur.ModTime, Format: tar.FormatPAX}
-	if err := a.sink.Entry(&h, nil); err != nil {
+	e := Entry{Type: TypeDir, Path: parent.join(name), Mode: 0o755, ModTime: a.mtime}
+	if err := a.sink.Entry(&e, nil); err != nil {
 		return nil, err
 	}
 	parent.add(n)

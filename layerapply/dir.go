@@ -1,7 +1,6 @@
 package layerapply
 
 import (
-	"archive/tar"
 	"errors"
 	"fmt"
 	"io"
@@ -29,7 +28,7 @@ type Dir struct {
 	dir    string
 	root   *os.Root
 	rootFD int
-	dirs   map[string]*tar.Header
+	dirs   map[string]*Entry
 	skip   Skipped
 	// defaultACL records the directories given a default ACL, whose new children
 	// inherit ACLs they must not keep (see dropInheritedACLs).
@@ -81,7 +80,7 @@ func NewDir(dir string) (*Dir, error) {
 		return nil, fmt.Errorf("open rootfs directory %s: %w", dir, err)
 	}
 	// The root gets the usual 0755 root:root unless a layer says otherwise.
-	dirs := map[string]*tar.Header{".": {Typeflag: tar.TypeDir, Name: ".", Mode: 0o755}}
+	dirs := map[string]*Entry{".": {Type: TypeDir, Path: ".", Mode: 0o755}}
 	return &Dir{dir: dir, root: root, rootFD: fd, dirs: dirs}, nil
 }
 
@@ -97,13 +96,13 @@ func (d *Dir) fail(op, name string, err error) error {
 }
 
 // Entry implements [Sink].
-func (d *Dir) Entry(hdr *tar.Header, body io.Reader) error {
+func (d *Dir) Entry(e *Entry, body io.Reader) error {
 	if d.err != nil {
 		return d.err
 	}
-	name := hdr.Name
-	switch hdr.Typeflag {
-	case tar.TypeDir:
+	name := e.Path
+	switch e.Type {
+	case TypeDir:
 		exists := name == "."
 		if !exists {
 			err := d.root.Mkdir(name, 0o700)
@@ -118,61 +117,65 @@ func (d *Dir) Entry(hdr *tar.Header, body io.Reader) error {
 				return err
 			}
 		}
-		h := *hdr
-		d.dirs[name] = &h
-		return d.xattrs(name, hdr, false)
-	case tar.TypeReg:
-		return d.file(hdr, body)
-	case tar.TypeLink:
-		if err := d.root.Link(hdr.Linkname, name); err != nil {
+		d.dirs[name] = e.Clone()
+		return d.xattrs(name, e)
+	case TypeReg:
+		return d.file(e, body)
+	case TypeLink:
+		if err := d.root.Link(e.Linkname, name); err != nil {
 			return d.fail("link", name, err)
 		}
 		return nil
-	case tar.TypeSymlink:
-		if err := d.root.Symlink(hdr.Linkname, name); err != nil {
+	case TypeSymlink:
+		if err := d.root.Symlink(e.Linkname, name); err != nil {
 			return d.fail("symlink", name, err)
 		}
-	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	case TypeChar, TypeBlock, TypeFifo:
 		mode := uint32(unix.S_IFIFO)
-		switch hdr.Typeflag {
-		case tar.TypeChar:
+		switch e.Type {
+		case TypeChar:
 			mode = unix.S_IFCHR
-		case tar.TypeBlock:
+		case TypeBlock:
 			mode = unix.S_IFBLK
 		}
-		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
+		dev := unix.Mkdev(e.Devmajor, e.Devminor)
 		if err := unix.Mknodat(d.rootFD, name, mode|0o600, int(dev)); err != nil {
-			if errors.Is(err, unix.EPERM) && hdr.Typeflag != tar.TypeFifo {
+			if errors.Is(err, unix.EPERM) && e.Type != TypeFifo {
 				d.skip.Devices++
 				return nil
 			}
 			return d.fail("mknod", name, err)
 		}
 	default:
-		return d.fail("create", name, fmt.Errorf("%w: type %q", ErrInvalidEntry, hdr.Typeflag))
+		return d.fail("create", name, fmt.Errorf("%w: type %q", ErrInvalidEntry, byte(e.Type)))
 	}
-	if err := d.chown(name, hdr); err != nil {
-		return err
-	}
-	if hdr.Typeflag != tar.TypeSymlink {
-		if err := unix.Fchmodat(d.rootFD, name, uint32(hdr.Mode&0o7777), 0); err != nil {
-			return d.fail("chmod", name, err)
-		}
-	}
-	if err := d.xattrs(name, hdr, hdr.Typeflag == tar.TypeSymlink); err != nil {
-		return err
-	}
-	return d.times(name, hdr)
+	return d.meta(e)
 }
 
-func (d *Dir) file(hdr *tar.Header, body io.Reader) error {
-	name := hdr.Name
+// meta sets the owner, mode, extended attributes and times of the non-directory e.Path.
+func (d *Dir) meta(e *Entry) error {
+	if err := d.chown(e.Path, e); err != nil {
+		return err
+	}
+	if e.Type != TypeSymlink {
+		if err := unix.Fchmodat(d.rootFD, e.Path, e.Mode&0o7777, 0); err != nil {
+			return d.fail("chmod", e.Path, err)
+		}
+	}
+	if err := d.xattrs(e.Path, e); err != nil {
+		return err
+	}
+	return d.times(e.Path, e)
+}
+
+func (d *Dir) file(e *Entry, body io.Reader) error {
+	name := e.Path
 	f, err := d.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return d.fail("create", name, err)
 	}
 	bp := bufPool.Get().(*[]byte)
-	_, err = copySparse(f, io.LimitReader(body, hdr.Size), hdr.Size, *bp)
+	_, err = copySparse(f, io.LimitReader(body, e.Size), e.Size, *bp)
 	bufPool.Put(bp)
 	if err != nil {
 		f.Close()
@@ -181,16 +184,7 @@ func (d *Dir) file(hdr *tar.Header, body io.Reader) error {
 	if err := f.Close(); err != nil {
 		return d.fail("close", name, err)
 	}
-	if err := d.chown(name, hdr); err != nil {
-		return err
-	}
-	if err := unix.Fchmodat(d.rootFD, name, uint32(hdr.Mode&0o7777), 0); err != nil {
-		return d.fail("chmod", name, err)
-	}
-	if err := d.xattrs(name, hdr, false); err != nil {
-		return err
-	}
-	return d.times(name, hdr)
+	return d.meta(e)
 }
 
 // copySparse copies size bytes from r to f, leaving holes where a whole buffer-aligned
@@ -252,10 +246,10 @@ func isZero(b []byte) bool {
 	return true
 }
 
-func (d *Dir) chown(name string, hdr *tar.Header) error {
-	if err := unix.Fchownat(d.rootFD, name, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+func (d *Dir) chown(name string, e *Entry) error {
+	if err := unix.Fchownat(d.rootFD, name, e.UID, e.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		if errors.Is(err, unix.EPERM) {
-			if hdr.Uid != os.Getuid() || hdr.Gid != os.Getgid() {
+			if e.UID != os.Getuid() || e.GID != os.Getgid() {
 				d.skip.Owners++
 			}
 			return nil
@@ -265,15 +259,15 @@ func (d *Dir) chown(name string, hdr *tar.Header) error {
 	return nil
 }
 
-func (d *Dir) times(name string, hdr *tar.Header) error {
-	if hdr.ModTime.IsZero() {
+func (d *Dir) times(name string, e *Entry) error {
+	if e.ModTime.IsZero() {
 		return nil // no time given: keep the one the kernel set
 	}
-	at := hdr.AccessTime
+	at := e.AccessTime
 	if at.IsZero() {
-		at = hdr.ModTime
+		at = e.ModTime
 	}
-	ts := []unix.Timespec{timespec(at), timespec(hdr.ModTime)}
+	ts := []unix.Timespec{timespec(at), timespec(e.ModTime)}
 	if err := unix.UtimesNanoAt(d.rootFD, name, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return d.fail("chtimes", name, err)
 	}
@@ -287,30 +281,27 @@ func timespec(t time.Time) unix.Timespec {
 	return unix.NsecToTimespec(t.UnixNano())
 }
 
-func (d *Dir) xattrs(name string, hdr *tar.Header, symlink bool) error {
-	if !symlink {
-		if err := d.dropInheritedACLs(name, hdr); err != nil {
+func (d *Dir) xattrs(name string, e *Entry) error {
+	if e.Type != TypeSymlink {
+		if err := d.dropInheritedACLs(name, e); err != nil {
 			return err
 		}
 	}
-	if len(hdr.PAXRecords) == 0 {
-		return nil
-	}
 	p := filepath.Join(d.dir, name) // no symlink in its parents: Apply resolved them
-	return Xattrs(hdr, func(k, v string) error {
-		if symlink && strings.HasPrefix(k, "user.") {
+	for _, x := range e.Xattrs {
+		if e.Type == TypeSymlink && strings.HasPrefix(x.Name, "user.") {
 			d.skip.Xattrs++ // the kernel allows user.* only on files and directories
-			return nil
+			continue
 		}
-		if err := unix.Lsetxattr(p, k, []byte(v), 0); err != nil {
+		if err := unix.Lsetxattr(p, x.Name, x.Value, 0); err != nil {
 			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EACCES) {
 				d.skip.Xattrs++
-				return nil
+				continue
 			}
-			return d.fail("setxattr "+k, name, err)
+			return d.fail("setxattr "+x.Name, name, err)
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // clearXattrs removes every extended attribute of the directory name.
@@ -405,7 +396,7 @@ func (d *Dir) Close() error {
 		if err := d.chown(n, h); err != nil {
 			return err
 		}
-		if err := unix.Fchmodat(d.rootFD, n, uint32(h.Mode&0o7777), 0); err != nil {
+		if err := unix.Fchmodat(d.rootFD, n, h.Mode&0o7777, 0); err != nil {
 			return d.fail("chmod", n, err)
 		}
 		if err := d.times(n, h); err != nil {
@@ -427,3 +418,120 @@ func (d *Dir) Abort() error {
 }
 
 var _ Sink = (*Dir)(nil)
+
+var _ Tree = (*Dir)(nil)
+
+// Lstat implements [Tree]: a directory's metadata is what it will get at [Dir.Close];
+// anything else is read back from the host, so owners a non-root Dir could not set show
+// as the host left them.
+func (d *Dir) Lstat(name string) (*Entry, error) {
+	if d.err != nil {
+		return nil, d.err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(d.rootFD, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, d.fail("lstat", name, err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if e := d.dirs[name]; e != nil {
+			c := e.Clone()
+			c.Path = name
+			return c, nil
+		}
+	}
+	e := &Entry{
+		Path: name, Mode: st.Mode & 0o7777, UID: int(st.Uid), GID: int(st.Gid),
+		ModTime:    time.Unix(st.Mtim.Unix()),
+		AccessTime: time.Unix(st.Atim.Unix()),
+		ChangeTime: time.Unix(st.Ctim.Unix()),
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		e.Type, e.Size = TypeReg, st.Size
+	case unix.S_IFDIR:
+		e.Type = TypeDir
+	case unix.S_IFLNK:
+		e.Type = TypeSymlink
+		buf := make([]byte, pathMax+1)
+		n, err := unix.Readlinkat(d.rootFD, name, buf)
+		if err != nil {
+			return nil, d.fail("readlink", name, err)
+		}
+		e.Linkname = string(buf[:n])
+	case unix.S_IFCHR, unix.S_IFBLK:
+		e.Type = TypeChar
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			e.Type = TypeBlock
+		}
+		e.Devmajor, e.Devminor = unix.Major(st.Rdev), unix.Minor(st.Rdev)
+	case unix.S_IFIFO:
+		e.Type = TypeFifo
+	default:
+		return nil, d.fail("lstat", name, fmt.Errorf("%w: unexpected file type %#o", ErrInvalidEntry, st.Mode&unix.S_IFMT))
+	}
+	xs, err := d.readXattrs(name)
+	if err != nil {
+		return nil, err
+	}
+	e.Xattrs = xs
+	return e, nil
+}
+
+// readXattrs returns the extended attributes of name, sorted.
+func (d *Dir) readXattrs(name string) ([]Xattr, error) {
+	p := filepath.Join(d.dir, name)
+	buf := make([]byte, 64<<10)
+	n, err := unix.Llistxattr(p, buf)
+	if err != nil {
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil, nil
+		}
+		return nil, d.fail("listxattr", name, err)
+	}
+	var xs []Xattr
+	for _, k := range strings.Split(string(buf[:n]), "\x00") {
+		if k == "" {
+			continue
+		}
+		vbuf := make([]byte, 64<<10)
+		m, err := unix.Lgetxattr(p, k, vbuf)
+		if err != nil {
+			if errors.Is(err, unix.ENODATA) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+				continue
+			}
+			return nil, d.fail("getxattr "+k, name, err)
+		}
+		xs = append(xs, Xattr{Name: k, Value: slices.Clone(vbuf[:m])})
+	}
+	slices.SortFunc(xs, func(a, b Xattr) int { return strings.Compare(a.Name, b.Name) })
+	return xs, nil
+}
+
+// Open implements [Tree].
+func (d *Dir) Open(name string) (io.ReadCloser, error) {
+	if d.err != nil {
+		return nil, d.err
+	}
+	f, err := d.root.Open(name)
+	if err != nil {
+		return nil, d.fail("open", name, err)
+	}
+	return f, nil
+}
+
+// SetMeta implements [Tree]. A directory's owner, mode and times are set at [Dir.Close],
+// as for the entries of layers.
+func (d *Dir) SetMeta(e *Entry) error {
+	if d.err != nil {
+		return d.err
+	}
+	if err := d.clearXattrs(e.Path); err != nil {
+		return err
+	}
+	if old := d.dirs[e.Path]; old != nil && e.Type == TypeDir {
+		c := e.Clone()
+		d.dirs[e.Path] = c
+		return d.xattrs(e.Path, c)
+	}
+	return d.meta(e)
+}

@@ -1,7 +1,6 @@
 package layerapply
 
 import (
-	"archive/tar"
 	"errors"
 	"path"
 	"path/filepath"
@@ -12,10 +11,10 @@ import (
 // dropInheritedACLs undoes what the kernel adds to an entry created in a directory with a
 // default ACL: the entry gets only the ACLs its header gives, as in the ext4 and tar
 // outputs. It also records whether name is a directory with a default ACL now.
-func (d *Dir) dropInheritedACLs(name string, hdr *tar.Header) error {
-	_, hasAccess := hdr.PAXRecords[XattrPrefix+aclAccess]
-	_, hasDefault := hdr.PAXRecords[XattrPrefix+aclDefault]
-	if hdr.Typeflag == tar.TypeDir {
+func (d *Dir) dropInheritedACLs(name string, e *Entry) error {
+	_, hasAccess := e.Xattr(aclAccess)
+	_, hasDefault := e.Xattr(aclDefault)
+	if e.Type == TypeDir {
 		if d.defaultACL == nil {
 			d.defaultACL = make(map[string]bool)
 		}
@@ -28,7 +27,7 @@ func (d *Dir) dropInheritedACLs(name string, hdr *tar.Header) error {
 	for _, a := range []struct {
 		name  string
 		given bool
-	}{{aclAccess, hasAccess}, {aclDefault, hasDefault || hdr.Typeflag != tar.TypeDir}} {
+	}{{aclAccess, hasAccess}, {aclDefault, hasDefault || e.Type != TypeDir}} {
 		if a.given {
 			continue
 		}

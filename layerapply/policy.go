@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // ErrStrict reports an attribute or entry that [WithStrict] refused to drop.
@@ -68,10 +70,10 @@ func (a *applier) skipEntry(name, clean, reason string) error {
 	return nil
 }
 
-// xattrs returns the extended attributes the sink gets for hdr, under SCHILY.xattr keys:
-// those that [xattrPolicy] keeps, after reporting what it dropped or changed. A hard link
-// gets none: it shares its target's inode.
-func (a *applier) xattrs(hdr *tar.Header) (map[string]string, error) {
+// xattrs returns the extended attributes the sink gets for hdr, sorted by name: those that
+// [xattrPolicy] keeps, after reporting what it dropped or changed. A hard link gets none:
+// it shares its target's inode.
+func (a *applier) xattrs(hdr *tar.Header) ([]Xattr, error) {
 	if len(hdr.PAXRecords) == 0 || hdr.Typeflag == tar.TypeLink {
 		return nil, nil
 	}
@@ -88,9 +90,10 @@ func (a *applier) xattrs(hdr *tar.Header) (map[string]string, error) {
 	if len(keep) == 0 {
 		return nil, nil
 	}
-	out := make(map[string]string, len(keep))
-	for _, x := range keep {
-		out[XattrPrefix+x.name] = x.value
+	out := make([]Xattr, len(keep))
+	for i, x := range keep {
+		out[i] = Xattr{Name: x.name, Value: []byte(x.value)}
 	}
+	slices.SortFunc(out, func(x, y Xattr) int { return strings.Compare(x.Name, y.Name) })
 	return out, nil
 }

@@ -1,10 +1,6 @@
 package layerapply
 
-import (
-	"archive/tar"
-	"io"
-	"slices"
-)
+import "io"
 
 // Sink receives the merged result of applying layers, one resolved operation at a time.
 //
@@ -22,38 +18,31 @@ import (
 //     of a hard-linked file leaves the other names and their content as they are.
 //   - Opaque for a directory that exists: remove all of its children, keeping the directory.
 type Sink interface {
-	// Entry creates hdr.Name. hdr.Typeflag is one of tar.TypeReg, TypeLink, TypeSymlink,
-	// TypeChar, TypeBlock, TypeDir or TypeFifo. For TypeReg, body yields exactly hdr.Size
-	// bytes and is valid only during the call. For TypeLink, hdr.Linkname is the resolved,
-	// existing, non-directory name to link to. For TypeSymlink, hdr.Linkname is the target
-	// exactly as the layer gave it. Extended attributes are in hdr.PAXRecords under
-	// "SCHILY.xattr." keys (see [Xattrs]); no other PAX records are passed.
-	Entry(hdr *tar.Header, body io.Reader) error
+	// Entry creates e.Path, described by e (see [Entry]). For [TypeReg], body yields
+	// exactly e.Size bytes. For [TypeLink], e.Linkname is the resolved, existing,
+	// non-directory name to link to. For [TypeSymlink], e.Linkname is the target exactly
+	// as the layer gave it. e and body are valid only during the call: a sink that keeps
+	// the entry copies it ([Entry.Clone]).
+	Entry(e *Entry, body io.Reader) error
 	// Whiteout removes name and everything below it.
 	Whiteout(name string) error
 	// Opaque removes every child of the directory dir, keeping dir itself.
 	Opaque(dir string) error
 }
 
-// XattrPrefix starts the PAX record keys that carry extended attributes.
-const XattrPrefix = "SCHILY.xattr."
-
-// Xattrs calls fn for each extended attribute carried in hdr, in sorted name order.
-func Xattrs(hdr *tar.Header, fn func(name, value string) error) error {
-	if len(hdr.PAXRecords) == 0 {
-		return nil
-	}
-	names := make([]string, 0, len(hdr.PAXRecords))
-	for k := range hdr.PAXRecords {
-		if len(k) > len(XattrPrefix) && k[:len(XattrPrefix)] == XattrPrefix {
-			names = append(names, k[len(XattrPrefix):])
-		}
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		if err := fn(n, hdr.PAXRecords[XattrPrefix+n]); err != nil {
-			return err
-		}
-	}
-	return nil
+// Tree is a [Sink] that can also read back the tree it holds and change an entry's
+// metadata in place: what a [RootFS] needs. The sinks of this package ([Dir], [Tar] and
+// [Ext4]) are Trees. Names are as a Sink sees them: clean, with no symbolic link in their
+// parents.
+type Tree interface {
+	Sink
+	// Lstat returns the metadata of name, which exists. The result belongs to the
+	// caller.
+	Lstat(name string) (*Entry, error)
+	// Open returns the body of the regular file name. The caller closes it before the
+	// next call that changes the tree.
+	Open(name string) (io.ReadCloser, error)
+	// SetMeta gives the existing e.Path the permission bits, owner, times and extended
+	// attributes of e. Its type, body, link target and device numbers stay.
+	SetMeta(e *Entry) error
 }

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"slices"
@@ -30,7 +31,7 @@ type Tar struct {
 }
 
 type tarInode struct {
-	hdr   tar.Header
+	e     Entry  // Path unused: a hard-linked inode has several
 	off   int64  // body offset in the spool
 	first string // name written first, set during Close
 }
@@ -51,7 +52,7 @@ func NewTar(w io.Writer, tmpDir string) (*Tar, error) {
 		f.Close()
 		return nil, fmt.Errorf("unlink tar spool: %w", err)
 	}
-	root := &tarNode{ino: &tarInode{hdr: tar.Header{Typeflag: tar.TypeDir, Mode: 0o755}}}
+	root := &tarNode{ino: &tarInode{e: Entry{Type: TypeDir, Mode: 0o755}}}
 	return &Tar{w: w, spool: f, root: root}, nil
 }
 
@@ -80,46 +81,46 @@ func (t *Tar) fail(op, name string, err error) error {
 }
 
 // Entry implements [Sink].
-func (t *Tar) Entry(hdr *tar.Header, body io.Reader) error {
+func (t *Tar) Entry(e *Entry, body io.Reader) error {
 	if t.err != nil {
 		return t.err
 	}
-	parent, base, old := t.lookup(hdr.Name)
-	if hdr.Typeflag == tar.TypeDir && old != nil {
-		old.ino.hdr = copyHeader(hdr)
+	parent, base, old := t.lookup(e.Path)
+	if e.Type == TypeDir && old != nil {
+		old.ino.e = *e.Clone()
 		if old == t.root {
 			t.rootSet = true
 		}
 		return nil
 	}
 	if parent == nil {
-		return t.fail("create", hdr.Name, fmt.Errorf("parent directory missing"))
+		return t.fail("create", e.Path, fmt.Errorf("parent directory missing"))
 	}
 	n := &tarNode{}
-	switch hdr.Typeflag {
-	case tar.TypeLink:
-		_, _, target := t.lookup(hdr.Linkname)
+	switch e.Type {
+	case TypeLink:
+		_, _, target := t.lookup(e.Linkname)
 		if target == nil {
-			return t.fail("link", hdr.Name, fmt.Errorf("target %s missing", hdr.Linkname))
+			return t.fail("link", e.Path, fmt.Errorf("target %s missing", e.Linkname))
 		}
 		n.ino = target.ino
-	case tar.TypeReg:
-		n.ino = &tarInode{hdr: copyHeader(hdr), off: t.off}
-		if hdr.Size > 0 {
+	case TypeReg:
+		n.ino = &tarInode{e: *e.Clone(), off: t.off}
+		if e.Size > 0 {
 			bp := bufPool.Get().(*[]byte)
 			w := io.NewOffsetWriter(t.spool, t.off)
-			c, err := io.CopyBuffer(w, io.LimitReader(body, hdr.Size), *bp)
+			c, err := io.CopyBuffer(w, io.LimitReader(body, e.Size), *bp)
 			bufPool.Put(bp)
 			if err != nil {
-				return t.fail("spool", hdr.Name, err)
+				return t.fail("spool", e.Path, err)
 			}
-			if c != hdr.Size {
-				return t.fail("spool", hdr.Name, io.ErrUnexpectedEOF)
+			if c != e.Size {
+				return t.fail("spool", e.Path, io.ErrUnexpectedEOF)
 			}
 			t.off += c
 		}
 	default:
-		n.ino = &tarInode{hdr: copyHeader(hdr)}
+		n.ino = &tarInode{e: *e.Clone()}
 	}
 	if parent.children == nil {
 		parent.children = make(map[string]*tarNode)
@@ -128,25 +129,26 @@ func (t *Tar) Entry(hdr *tar.Header, body io.Reader) error {
 	return nil
 }
 
-func copyHeader(hdr *tar.Header) tar.Header {
+// header returns the tar header of an entry: PAX, with its extended attributes as
+// SCHILY.xattr records and only its modification time.
+func header(name string, e *Entry) tar.Header {
 	h := tar.Header{
-		Typeflag: hdr.Typeflag,
-		Linkname: hdr.Linkname,
-		Size:     hdr.Size,
-		Mode:     hdr.Mode,
-		Uid:      hdr.Uid,
-		Gid:      hdr.Gid,
-		Uname:    hdr.Uname,
-		Gname:    hdr.Gname,
-		ModTime:  hdr.ModTime,
-		Devmajor: hdr.Devmajor,
-		Devminor: hdr.Devminor,
+		Typeflag: byte(e.Type),
+		Name:     name,
+		Linkname: e.Linkname,
+		Size:     e.Size,
+		Mode:     int64(e.Mode),
+		Uid:      e.UID,
+		Gid:      e.GID,
+		ModTime:  e.ModTime,
+		Devmajor: int64(e.Devmajor),
+		Devminor: int64(e.Devminor),
 		Format:   tar.FormatPAX,
 	}
-	if len(hdr.PAXRecords) > 0 {
-		h.PAXRecords = make(map[string]string, len(hdr.PAXRecords))
-		for k, v := range hdr.PAXRecords {
-			h.PAXRecords[k] = v
+	if len(e.Xattrs) > 0 {
+		h.PAXRecords = make(map[string]string, len(e.Xattrs))
+		for _, x := range e.Xattrs {
+			h.PAXRecords[XattrPrefix+x.Name] = string(x.Value)
 		}
 		addTextACLs(h.PAXRecords)
 	}
@@ -194,8 +196,7 @@ func (t *Tar) Close() error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	if t.rootSet {
-		h := t.root.ino.hdr
-		h.Name = "./"
+		h := header("./", &t.root.ino.e)
 		if err := tw.WriteHeader(&h); err != nil {
 			return fmt.Errorf("tar write ./: %w", err)
 		}
@@ -218,8 +219,7 @@ func (t *Tar) write(tw *tar.Writer, prefix string, dir *tarNode, buf []byte) err
 	for _, base := range names {
 		n := dir.children[base]
 		name := prefix + base
-		h := n.ino.hdr
-		h.Name = name
+		h := header(name, &n.ino.e)
 		switch {
 		case h.Typeflag == tar.TypeDir:
 			h.Name += "/"
@@ -255,4 +255,54 @@ func (t *Tar) Abort() error {
 	return t.spool.Close()
 }
 
-var _ Sink = (*Tar)(nil)
+var _ Tree = (*Tar)(nil)
+
+// Lstat implements [Tree].
+func (t *Tar) Lstat(name string) (*Entry, error) {
+	if t.err != nil {
+		return nil, t.err
+	}
+	_, _, n := t.lookup(name)
+	if n == nil {
+		return nil, t.fail("lstat", name, fs.ErrNotExist)
+	}
+	e := n.ino.e.Clone()
+	e.Path = name
+	return e, nil
+}
+
+// Open implements [Tree].
+func (t *Tar) Open(name string) (io.ReadCloser, error) {
+	if t.err != nil {
+		return nil, t.err
+	}
+	_, _, n := t.lookup(name)
+	if n == nil || n.ino.e.Type != TypeReg {
+		return nil, t.fail("open", name, fs.ErrNotExist)
+	}
+	return io.NopCloser(io.NewSectionReader(t.spool, n.ino.off, n.ino.e.Size)), nil
+}
+
+// SetMeta implements [Tree].
+func (t *Tar) SetMeta(e *Entry) error {
+	if t.err != nil {
+		return t.err
+	}
+	_, _, n := t.lookup(e.Path)
+	if n == nil {
+		return t.fail("chmeta", e.Path, fs.ErrNotExist)
+	}
+	old := &n.ino.e
+	c := e.Clone()
+	old.Mode, old.UID, old.GID = c.Mode, c.UID, c.GID
+	old.ModTime, old.AccessTime, old.ChangeTime = c.ModTime, c.AccessTime, c.ChangeTime
+	old.Xattrs = c.Xattrs
+	if n == t.root {
+		t.rootSet = true
+	}
+	return nil
+}
+
+// XattrPrefix starts the PAX record keys that carry extended attributes in a tar, the
+// form [Tar] writes them in.
+const XattrPrefix = "SCHILY.xattr."
