@@ -150,8 +150,8 @@ const (
 	statusCancelled = "Cancelled"
 )
 
-// minName is the fewest digest characters a TTY row is shortened to before
-// it gives up its speed and then its alignment.
+// minName is the fewest digest characters a TTY row's name is shortened to;
+// a row that still does not fit drops its speed, then loses its end.
 const minName = 4
 
 // row is one layer's line of the TTY display.
