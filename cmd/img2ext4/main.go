@@ -183,6 +183,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if err != nil {
 		msg, hint := errorText(err)
+		if wantsJSON(args) { // a tool reading JSON gets the usage error as JSON too
+			r := progress.NewRenderer(stderr, progress.ModeJSON)
+			r.Fail(errors.New(strings.TrimSpace(msg + "\n" + hint)))
+			r.Close()
+			return exitUsage
+		}
 		printError(stderr, msg, hint)
 		fmt.Fprintln(stderr, "Run 'img2ext4 --help' for usage.")
 		return exitUsage
@@ -273,6 +279,26 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, summary(c, res, time.Since(start)))
 	}
 	return exitOK
+}
+
+// wantsJSON reports whether args ask for --progress json without --quiet, looking only at
+// those two flags, for when the command line as a whole does not parse.
+func wantsJSON(args []string) bool {
+	mode, quiet := "", false
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return mode == "json" && !quiet
+		case a == "--progress" && i+1 < len(args):
+			mode = args[i+1]
+		case strings.HasPrefix(a, "--progress="):
+			mode = strings.TrimPrefix(a, "--progress=")
+		case a == "-q" || a == "--quiet":
+			quiet = true
+		}
+	}
+	m, err := progress.ParseMode(mode)
+	return err == nil && m == progress.ModeJSON && !quiet
 }
 
 // hintedError is an error whose message has the hint appended, for the JSON error object.

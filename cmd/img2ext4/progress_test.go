@@ -85,17 +85,20 @@ func TestProgressJSON(t *testing.T) {
 	failures := []struct {
 		name string
 		args []string
+		code int
 		want []string // in the error object's message
 	}{
-		{"missing layout", []string{"oci:" + missing}, []string{missing}},
-		{"platform", []string{"--platform", "linux/s390x", "oci:" + hello}, []string{"s390x", "--platform OS/ARCH"}},
+		{"missing layout", []string{"oci:" + missing}, 1, []string{missing}},
+		{"platform", []string{"--platform", "linux/s390x", "oci:" + hello}, 1, []string{"s390x", "--platform OS/ARCH"}},
+		{"usage", []string{"--jobs", "0", "oci:" + hello}, 2, []string{"--jobs"}},
+		{"unknown flag", []string{"--bogus", "oci:" + hello}, 2, []string{"bogus"}},
 	}
 	for _, tc := range failures {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"--progress", "json"}, tc.args...)
 			code, _, stderr := runCLI(t, "", append(args, filepath.Join(t.TempDir(), "out"))...)
-			if code != 1 {
-				t.Fatalf("exit %d, want 1: %s", code, stderr)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d: %s", code, tc.code, stderr)
 			}
 			objs := jsonLines(t, stderr)
 			last := objs[len(objs)-1]
