@@ -103,8 +103,33 @@ func writeFlags(b *strings.Builder, flags []*pflag.Flag) {
 		if d := f.DefValue; d != "" && d != "0" && d != "false" && d != "[]" && !strings.Contains(usage, "default") {
 			usage += " (default " + d + ")"
 		}
-		fmt.Fprintf(b, "%-*s   %s\n", width, heads[i], usage)
+		fmt.Fprintf(b, "%-*s   %s\n", width, heads[i], wrap(usage, helpWidth-width-3, width+3))
 	}
+}
+
+// helpWidth is the width the flag descriptions are wrapped to.
+const helpWidth = 100
+
+// wrap breaks s into lines of at most width columns (a longer word stays whole), each line
+// after the first indented by indent spaces.
+func wrap(s string, width, indent int) string {
+	width = max(width, 30)
+	var b strings.Builder
+	n := 0
+	for i, w := range strings.Fields(s) {
+		switch {
+		case i == 0:
+		case n+1+len(w) > width:
+			b.WriteString("\n" + strings.Repeat(" ", indent))
+			n = 0
+		default:
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(w)
+		n += len(w)
+	}
+	return b.String()
 }
 
 // flagArg names a flag's argument: the back-quoted word of its usage, or one made from its

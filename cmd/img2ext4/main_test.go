@@ -121,6 +121,11 @@ func TestHelp(t *testing.T) {
 					t.Errorf("help holds %q", bad)
 				}
 			}
+			for _, line := range strings.Split(out, "\n") {
+				if len(line) > helpWidth {
+					t.Errorf("help line wider than %d columns: %q", helpWidth, line)
+				}
+			}
 			// Every ext4-only flag is listed in the ext4 group, and only there.
 			_, ext4Group, _ := strings.Cut(out, "ext4 output (--format ext4 only):")
 			for _, f := range []string{"--size", "--free", "--inodes", "--label", "--uuid", "--no-journal", "--read-only"} {
