@@ -33,9 +33,21 @@
 // while it is read: a mismatch gives a [*DigestError] or a [*SizeError] at the
 // end of the stream, so readers must read to EOF and check the error.
 // [Prefetch] downloads all layer blobs of an image in parallel to temporary
-// files, retrying transient failures and reporting [progress.PhaseDownload]
-// events, and hands the layers back in order for the caller to apply one
-// after the other.
+// files, reporting [progress.PhaseDownload] events, and hands the layers
+// back in order for the caller to apply one after the other.
+//
+// Every registry request — ping, token, manifest, config and blob — goes
+// through one retry policy: temporary statuses (408, 429, 500, 502, 503,
+// 504), connection resets and refusals, timeouts, stalls, bodies cut short
+// and lengths that differ from the descriptor are retried with exponential
+// backoff and jitter, honouring Retry-After, within [WithRetries] attempts in
+// a row and [WithRetryMaxTime]. A cut blob download resumes with a Range
+// request from the bytes already received, all of which the digest check at
+// the end still covers. Refused credentials, missing objects and
+// verification failures fail at once, saying they were not retried; an
+// error after retries is a [*RetryError] listing the attempts, and each
+// retry is reported to [WithProgress] (the Retries and Retry fields of
+// [progress.Event]).
 //
 // Errors name the operation and object ("fetch layer sha256:…: …"); callers
 // branch on the sentinels ([ErrNotFound], [ErrUnauthorized], [ErrPlatform],

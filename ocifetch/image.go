@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -40,10 +41,29 @@ func Image(ctx context.Context, ref string, opts ...Option) (v1.Image, error) {
 		return nil, err
 	}
 	start := time.Now()
-	img, err := resolveImage(ctx, r, o)
+	rctx := ctx
+	if o.progress != nil {
+		var mu sync.Mutex // the ping tries two schemes at once
+		retries := 0
+		rctx = withRetryNotify(ctx, func(a Attempt) {
+			mu.Lock()
+			defer mu.Unlock()
+			retries++
+			o.progress(progress.Event{
+				Phase:   progress.PhaseResolve,
+				Layer:   -1,
+				Total:   -1,
+				Elapsed: time.Since(start),
+				Retries: retries,
+				Retry:   a.Err.Error(),
+			})
+		})
+	}
+	img, err := resolveImage(rctx, r, o)
 	if err != nil {
 		return nil, fmt.Errorf("resolve image %s: %w", r, err)
 	}
+	img.ctx = ctx // layers read later report no resolve progress
 	if o.progress != nil {
 		o.progress(progress.Event{
 			Phase:    progress.PhaseResolve,

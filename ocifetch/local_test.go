@@ -298,6 +298,9 @@ func mangleBlob(d v1.Hash, fn func([]byte) []byte, declareFull bool) func(http.H
 			if !declareFull {
 				n = len(body)
 			}
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
 			w.Header().Set("Content-Length", strconv.Itoa(n))
 			w.WriteHeader(rec.Code)
 			w.Write(body)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -50,6 +51,8 @@ type options struct {
 	tempDir       string
 	progress      progress.Func
 	userAgent     string
+	retries       int
+	retryMaxTime  time.Duration
 }
 
 // defaultPlatform is linux on the architecture this program runs on, with
@@ -67,9 +70,11 @@ func defaultPlatform() v1.Platform {
 
 func makeOptions(opts []Option) (*options, error) {
 	o := &options{
-		platform:  defaultPlatform(),
-		jobs:      DefaultJobs,
-		userAgent: DefaultUserAgent,
+		platform:     defaultPlatform(),
+		jobs:         DefaultJobs,
+		userAgent:    DefaultUserAgent,
+		retries:      DefaultRetries,
+		retryMaxTime: DefaultRetryMaxTime,
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -212,6 +217,40 @@ func WithUserAgent(ua string) Option {
 			return errors.New("ocifetch: empty user agent")
 		}
 		o.userAgent = ua
+		return nil
+	}
+}
+
+// WithRetries sets how many times in a row a failed registry request
+// (manifest, config, blob, token or ping) is retried, from 0 to 100. Retried
+// are temporary statuses (408, 429, 500, 502, 503, 504), connection resets
+// and refusals, timeouts, stalls, bodies cut short and lengths that differ
+// from the descriptor; a cut blob download resumes with a Range request from
+// the bytes already received, and the count starts afresh whenever new bytes
+// arrive. Waits between attempts grow from 250 ms, doubling up to 8 s with
+// random jitter, or follow the registry's Retry-After when it asks for
+// longer. Refused credentials (401, 403), missing objects (404) and
+// verification failures are never retried. The default is [DefaultRetries].
+func WithRetries(n int) Option {
+	return func(o *options) error {
+		if n < 0 || n > 100 {
+			return fmt.Errorf("ocifetch: retries %d out of range 0..100", n)
+		}
+		o.retries = n
+		return nil
+	}
+}
+
+// WithRetryMaxTime bounds how long a registry request may keep failing and
+// waiting before it gives up, counted from its first attempt or from the
+// last time it received new bytes; a Retry-After beyond it fails at once.
+// It must be positive. The default is [DefaultRetryMaxTime].
+func WithRetryMaxTime(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("ocifetch: retry max time %s must be positive", d)
+		}
+		o.retryMaxTime = d
 		return nil
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -42,9 +41,10 @@ type Prefetcher struct {
 // [WithTempDir]. Each blob is checked against its layer's digest and size as
 // it is written. Download progress goes to [WithProgress]. Prefetch returns
 // as soon as the downloads have started; ctx bounds them and the waits in the
-// layers' Compressed methods. A download failing for a transient reason (a
-// network error, a truncated stream, or two minutes without data) is tried
-// up to three times in all;
+// layers' Compressed methods. A registry download failing for a transient
+// reason (a temporary status, a network error, a truncated stream, or two
+// minutes without data) is retried, and resumed from the bytes already
+// received, within the budget of [WithRetries] and [WithRetryMaxTime];
 // one failing for good (digest or size mismatch, missing blob, refused
 // credentials) cancels the others.
 // The caller must call [Prefetcher.Close].
@@ -169,57 +169,27 @@ func (l *prefetchLayer) finish(gctx context.Context) {
 	})
 }
 
-// download fetches the layer's blob, retrying transient failures.
+// download fetches the layer's blob. Retries happen below, in the registry
+// source, which resumes a cut download from the bytes already verified.
 func (l *prefetchLayer) download(ctx context.Context, rep *reporter, layers int) (err error) {
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("fetch layer %s: %w", l.desc.Digest, err)
-			l.err = err
-		}
-	}()
-	start := time.Now()
-	for attempt := 1; ; attempt++ {
-		err = l.fetchOnce(ctx, rep, layers, start)
-		if err == nil || attempt == downloadAttempts || !retryable(err) || ctx.Err() != nil {
-			return err
-		}
-		t := time.NewTimer(retryDelay << (attempt - 1))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
+	if err = l.fetchOnce(ctx, rep, layers, time.Now()); err != nil {
+		err = fmt.Errorf("fetch layer %s: %w", l.desc.Digest, err)
+		l.err = err
 	}
-}
-
-// Download retries: attempts in all, and the delay before the first retry,
-// doubled for each further one.
-const (
-	downloadAttempts = 3
-	retryDelay       = 200 * time.Millisecond
-)
-
-// retryable reports whether a failed download may succeed if tried again:
-// not after a verification failure, a missing blob, refused credentials or
-// a local file error.
-func retryable(err error) bool {
-	var pathErr *fs.PathError
-	var linkErr *os.LinkError
-	for _, permanent := range []error{ErrDigestMismatch, ErrSizeMismatch, ErrNotFound, ErrUnauthorized, ErrUnsupportedMediaType, ErrLimit, context.Canceled, context.DeadlineExceeded} {
-		if errors.Is(err, permanent) {
-			return false
-		}
-	}
-	return !errors.As(err, &pathErr) && !errors.As(err, &linkErr)
+	return err
 }
 
 // fetchOnce copies the verified blob to the layer's temporary file. The
 // file only appears under its final name once complete.
 func (l *prefetchLayer) fetchOnce(ctx context.Context, rep *reporter, layers int, start time.Time) (err error) {
+	pw := &progressWriter{m: progress.NewMeter(rep.meterFunc(), progress.Event{
+		Phase: progress.PhaseDownload, Layer: l.index, Layers: layers,
+		Digest: l.desc.Digest.String(), Total: l.desc.Size,
+	}, start)}
 	var rc io.ReadCloser
-	if ro, ok := l.Layer.(rawOpener); ok {
-		rc, err = ro.openRaw(ctx)
+	ro, ours := l.Layer.(rawOpener)
+	if ours {
+		rc, err = ro.openRaw(withRetryNotify(ctx, func(a Attempt) { pw.m.Retry(a.Err.Error()) }))
 	} else {
 		rc, err = l.Layer.Compressed()
 	}
@@ -233,12 +203,15 @@ func (l *prefetchLayer) fetchOnce(ctx context.Context, rep *reporter, layers int
 			rc.Close()
 		}
 	}()
-	// A connection that goes quiet is closed, so that the attempt fails
-	// (and may be retried) instead of hanging.
+	// A foreign connection that goes quiet is closed, so that the download
+	// fails instead of hanging; the registry source has its own watchdog,
+	// which resumes the download instead.
 	var stalled atomic.Bool
 	watchdog := time.AfterFunc(stallTimeout, func() {
-		stalled.Store(true)
-		rc.Close()
+		if !ours {
+			stalled.Store(true)
+			rc.Close()
+		}
 	})
 	defer watchdog.Stop()
 	vr, err := verify(rc, l.desc)
@@ -255,10 +228,7 @@ func (l *prefetchLayer) fetchOnce(ctx context.Context, rep *reporter, layers int
 			os.Remove(f.Name())
 		}
 	}()
-	pw := &progressWriter{w: f, m: progress.NewMeter(rep.meterFunc(), progress.Event{
-		Phase: progress.PhaseDownload, Layer: l.index, Layers: layers,
-		Digest: l.desc.Digest.String(), Total: l.desc.Size,
-	}, start)}
+	pw.w = f
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	if _, err = io.CopyBuffer(pw, layerstream.ContextReader(ctx, watchdogReader{r: vr, watchdog: watchdog}), *bp); err != nil {
@@ -366,12 +336,18 @@ type reporter struct {
 }
 
 // meterFunc returns the callback a meter reports through: nil when progress is off, and
-// final events are those with Complete set.
+// final events are those with Complete set and those reporting a new retry. Each meter
+// gets its own.
 func (r *reporter) meterFunc() progress.Func {
 	if r.fn == nil {
 		return nil
 	}
-	return func(ev progress.Event) { r.report(ev, ev.Complete) }
+	retries := 0
+	return func(ev progress.Event) {
+		final := ev.Complete || ev.Retries != retries
+		retries = ev.Retries
+		r.report(ev, final)
+	}
 }
 
 func (r *reporter) report(ev progress.Event, final bool) {

@@ -405,10 +405,11 @@ func TestPrefetchStall(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if _, err := p.Layers()[0].Compressed(); !errors.Is(err, errStalled) {
-		t.Fatalf("err = %v, want a stall", err)
+	var re *RetryError
+	if _, err := p.Layers()[0].Compressed(); !errors.Is(err, errStalled) || !errors.As(err, &re) {
+		t.Fatalf("err = %v, want a stall after retries", err)
 	}
-	if n := gets.Load(); n != downloadAttempts {
-		t.Errorf("%d attempts, want %d", n, downloadAttempts)
+	if n := gets.Load(); n != DefaultRetries+1 {
+		t.Errorf("%d attempts, want %d", n, DefaultRetries+1)
 	}
 }

@@ -35,6 +35,7 @@ var manifestAccept = strings.Join([]string{
 type registrySource struct {
 	repo    name.Repository
 	client  *http.Client
+	pol     retryPolicy
 	secrets []string // redacted from every error
 }
 
@@ -75,10 +76,11 @@ func newRegistrySource(ctx context.Context, r reference, o *options) (*registryS
 		allowHTTP:  r.scheme == schemeHTTP || o.insecure || isLoopback(host),
 		allowHTTPS: r.scheme != schemeHTTP,
 	}
-	var rt http.RoundTripper = transport.NewRetry(policy)
+	pol := retryPolicy{retries: o.retries, maxTime: o.retryMaxTime}
+	var rt http.RoundTripper = &retryTransport{inner: policy, pol: pol}
 	rt = transport.NewUserAgent(rt, o.userAgent)
 
-	src := &registrySource{repo: repo}
+	src := &registrySource{repo: repo, pol: pol}
 	var auth authn.Authenticator
 	if o.basicSet {
 		auth = &authn.Basic{Username: o.user, Password: o.pass}
@@ -116,24 +118,80 @@ func (s *registrySource) url(kind, ident string) string {
 	return fmt.Sprintf("https://%s/v2/%s/%s/%s", s.repo.RegistryStr(), s.repo.RepositoryStr(), kind, ident)
 }
 
-// get issues a GET and checks for a 200 answer; the caller closes the body.
-func (s *registrySource) get(ctx context.Context, url, accept string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// errRangeRefused reports a registry answering a Range request with 416.
+var errRangeRefused = errors.New("ocifetch: registry refused the Range request")
+
+// newRetryState starts the retries of one request made under ctx.
+func (s *registrySource) newRetryState(ctx context.Context) *retryState {
+	return newRetryState(s.pol, retryNotifyFrom(ctx))
+}
+
+// get issues a GET under st, for bytes from to to (inclusive; to <= 0 for
+// the end) when from > 0, and checks for a 200 or 206 answer; the caller
+// closes the body. The transport has retried what was worth retrying, so
+// its errors are final, except [errRangeRefused].
+func (s *registrySource) get(ctx context.Context, st *retryState, url, accept string, from, to int64) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(withRetryState(ctx, st), http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
+	if from > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", from))
+		if to > 0 {
+			req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", from, to))
+		}
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
+		if cerr := context.Cause(ctx); cerr != nil {
+			return nil, cerr
+		}
 		return nil, s.wrap(err)
 	}
-	if err := transport.CheckError(resp, http.StatusOK); err != nil {
+	if from > 0 && resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
 		resp.Body.Close()
-		return nil, s.wrap(classifyHTTPError(err))
+		return nil, errRangeRefused
+	}
+	if err := transport.CheckError(resp, http.StatusOK, http.StatusPartialContent); err != nil {
+		resp.Body.Close()
+		return nil, s.wrap(st.final(classifyHTTPError(err)))
 	}
 	return resp, nil
+}
+
+// fetchDocument GETs a manifest or index and reads it whole, checking it
+// with check; a body cut short is fetched again within the retry budget.
+func (s *registrySource) fetchDocument(ctx context.Context, url string, check func(raw []byte, h http.Header) error) ([]byte, http.Header, error) {
+	st := s.newRetryState(ctx)
+	for {
+		resp, err := s.get(ctx, st, url, manifestAccept, 0, 0)
+		if err != nil {
+			return nil, nil, err
+		}
+		raw, err := readCapped(resp.Body, maxManifestSize, "manifest")
+		resp.Body.Close()
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("ocifetch: registry answered a plain GET with status %d", resp.StatusCode)
+		}
+		if err == nil {
+			if err = check(raw, resp.Header); err == nil {
+				return raw, resp.Header, nil
+			}
+		}
+		if cerr := context.Cause(ctx); cerr != nil {
+			return nil, nil, cerr
+		}
+		wait, err := st.fail(err, 0)
+		if err != nil {
+			return nil, nil, s.wrap(err)
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return nil, nil, err
+		}
+	}
 }
 
 // classifyHTTPError adds [ErrNotFound] or [ErrUnauthorized] to registry errors
@@ -154,53 +212,50 @@ func classifyHTTPError(err error) error {
 
 // root fetches the manifest or index that ref names.
 func (s *registrySource) root(ctx context.Context, ref name.Reference) ([]byte, types.MediaType, error) {
-	resp, err := s.get(ctx, s.url("manifests", ref.Identifier()), manifestAccept)
-	if err != nil {
-		return nil, "", fmt.Errorf("fetch manifest %s: %w", ref, err)
-	}
-	defer resp.Body.Close()
-	raw, err := readCapped(resp.Body, maxManifestSize, "manifest")
-	if err != nil {
-		return nil, "", fmt.Errorf("fetch manifest %s: %w", ref, s.wrap(err))
-	}
 	var want v1.Hash
 	if d, ok := ref.(name.Digest); ok {
+		var err error
 		if want, err = v1.NewHash(d.DigestStr()); err != nil {
 			return nil, "", fmt.Errorf("fetch manifest %s: %w", ref, err)
 		}
-	} else if h := resp.Header.Get("Docker-Content-Digest"); h != "" {
-		// Only trust the header as a check, and only for algorithms we know.
-		if hh, err := v1.NewHash(h); err == nil && hh.Algorithm == "sha256" {
-			want = hh
-		}
 	}
-	if want.Hex != "" {
-		if err := checkBytes(raw, want, -1); err != nil {
-			return nil, "", fmt.Errorf("fetch manifest %s: %w", ref, err)
+	raw, h, err := s.fetchDocument(ctx, s.url("manifests", ref.Identifier()), func(raw []byte, h http.Header) error {
+		want := want
+		if want.Hex == "" {
+			// Only trust the header as a check, and only for algorithms we know.
+			if hh, err := v1.NewHash(h.Get("Docker-Content-Digest")); err == nil && hh.Algorithm == "sha256" {
+				want = hh
+			}
 		}
+		if want.Hex != "" {
+			return checkBytes(raw, want, -1)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("fetch manifest %s: %w", ref, err)
 	}
-	return raw, types.MediaType(resp.Header.Get("Content-Type")), nil
+	return raw, types.MediaType(h.Get("Content-Type")), nil
 }
 
 func (s *registrySource) manifest(ctx context.Context, desc v1.Descriptor) ([]byte, error) {
-	resp, err := s.get(ctx, s.url("manifests", desc.Digest.String()), manifestAccept)
-	if err != nil {
-		return nil, err
+	if desc.Size > maxManifestSize {
+		return nil, fmt.Errorf("%w: manifest %s of %d bytes larger than %d", ErrLimit, desc.Digest, desc.Size, int64(maxManifestSize))
 	}
-	defer resp.Body.Close()
-	return readVerified(resp.Body, desc, maxManifestSize)
+	raw, _, err := s.fetchDocument(ctx, s.url("manifests", desc.Digest.String()), func(raw []byte, _ http.Header) error {
+		return checkBytes(raw, desc.Digest, desc.Size)
+	})
+	return raw, err
 }
 
+// openBlob opens the blob desc names. Reading it resumes a cut download with
+// a Range request from the bytes already read, within the retry budget.
 func (s *registrySource) openBlob(ctx context.Context, desc v1.Descriptor) (io.ReadCloser, error) {
-	resp, err := s.get(ctx, s.url("blobs", desc.Digest.String()), "")
-	if err != nil {
+	b := &blobReader{ctx: ctx, s: s, desc: desc, st: s.newRetryState(ctx)}
+	if err := b.open(); err != nil {
 		return nil, err
 	}
-	if resp.ContentLength >= 0 && desc.Size >= 0 && resp.ContentLength != desc.Size {
-		resp.Body.Close()
-		return nil, &SizeError{Digest: desc.Digest, Size: desc.Size, Got: resp.ContentLength}
-	}
-	return resp.Body, nil
+	return b, nil
 }
 
 // responseHeaderTimeout bounds the wait for a registry's answer to a request.

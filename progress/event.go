@@ -53,6 +53,11 @@ type Event struct {
 	Elapsed time.Duration `json:"elapsed_ns"`
 	// Warning says what a [PhaseWarning] event is about; it is nil on other events.
 	Warning *Warning `json:"warning,omitempty"`
+	// Retries counts the registry requests of this phase for this layer that
+	// were retried so far; an event is reported at each retry.
+	Retries int `json:"retries,omitempty"`
+	// Retry is why the latest retry was needed, when Retries is not zero.
+	Retry string `json:"retry,omitempty"`
 }
 
 // Warning is an attribute or entry dropped, skipped or changed during the merge.

@@ -41,6 +41,19 @@ func (m *Meter) Done() int64 { return m.ev.Done }
 // SetTotal sets the Total of the events that follow.
 func (m *Meter) SetTotal(total int64) { m.ev.Total = total }
 
+// Retry counts a retry of this phase, made because of reason, and reports it at once in
+// the Retries and Retry fields of an event.
+func (m *Meter) Retry(reason string) {
+	m.ev.Retries++
+	m.ev.Retry = reason
+	if m.fn == nil {
+		return
+	}
+	now := time.Now()
+	m.last = now
+	m.fn(m.event(now))
+}
+
 // Complete reports the final event, with Complete set.
 func (m *Meter) Complete() {
 	if m.fn == nil {

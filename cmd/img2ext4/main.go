@@ -59,6 +59,8 @@ type config struct {
 	insecure      bool
 	registryCA    string
 	jobs          int
+	retries       int
+	retryMaxTime  time.Duration
 	progress      string
 	quiet         bool
 	version       bool
@@ -106,6 +108,8 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.BoolVar(&c.insecure, "insecure", false, "allow plain HTTP and unverified TLS for non-loopback registries")
 	fs.StringVar(&c.registryCA, "registry-ca", "", "PEM `FILE` with extra CA certificates for the registry")
 	fs.IntVar(&c.jobs, "jobs", 4, "layer blobs to download in parallel")
+	fs.IntVar(&c.retries, "retries", ocifetch.DefaultRetries, "times in a row a failed registry request is retried, `N` from 0 to 100")
+	fs.DurationVar(&c.retryMaxTime, "retry-max-time", ocifetch.DefaultRetryMaxTime, "longest `DURATION` a registry request may keep failing and waiting")
 	fs.StringVar(&c.progress, "progress", "auto", "progress output `MODE`: auto, tty, plain, json or none")
 	fs.BoolVarP(&c.quiet, "quiet", "q", false, "print nothing but errors (--progress none still prints the summary)")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
@@ -147,6 +151,12 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	}
 	if c.jobs < 1 || c.jobs > 64 {
 		return nil, usageError{fmt.Errorf("--jobs %d: want 1 to 64", c.jobs)}
+	}
+	if c.retries < 0 || c.retries > 100 {
+		return nil, usageError{fmt.Errorf("--retries %d: want 0 to 100", c.retries)}
+	}
+	if c.retryMaxTime <= 0 {
+		return nil, usageError{fmt.Errorf("--retry-max-time %s: want a positive duration", c.retryMaxTime)}
 	}
 	for _, a := range c.adds {
 		if _, err := img2ext4.ParseAdd(a); err != nil {
@@ -197,7 +207,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stdout, versionText())
 		return exitOK
 	}
-	fetch := []ocifetch.Option{ocifetch.WithJobs(c.jobs), ocifetch.WithInsecure(c.insecure), ocifetch.WithAllowPlatformMismatch(c.allowMismatch)}
+	fetch := []ocifetch.Option{ocifetch.WithJobs(c.jobs), ocifetch.WithInsecure(c.insecure), ocifetch.WithAllowPlatformMismatch(c.allowMismatch),
+		ocifetch.WithRetries(c.retries), ocifetch.WithRetryMaxTime(c.retryMaxTime)}
 	if c.platform.p != nil {
 		fetch = append(fetch, ocifetch.WithPlatform(*c.platform.p))
 	}
