@@ -72,6 +72,30 @@ type Report struct {
 	// Warnings lists what was skipped or suspicious (an expired certificate, a keystore
 	// whose password is not the one given), one sentence each.
 	Warnings []string `json:"warnings,omitempty"`
+	// Bundle is the image's system PEM bundle, named as programs name it (the first of
+	// the known bundle paths that exists, "TRUSTED CERTIFICATE" bundles left out).
+	Bundle string `json:"bundle,omitempty"`
+	// CADir is the image's OpenSSL CA directory, named as programs name it, or "".
+	CADir string `json:"ca_dir,omitempty"`
+}
+
+// Env returns environment settings, "NAME=value", that point runtimes which ignore the
+// system trust store at the updated one: NODE_EXTRA_CA_CERTS for Node.js (it trusts only
+// its own compiled-in CAs otherwise), and SSL_CERT_FILE and SSL_CERT_DIR for programs
+// built against an OpenSSL or a Go runtime that looks in another place than the image's
+// (a statically linked tool, a Python or Ruby with its own OpenSSL under /usr/local or
+// /opt). Programs using the distribution's OpenSSL, GnuTLS or NSS builds, Go programs
+// (which search the paths above), Python certifi and Java need none: Install edited their
+// stores. It returns nothing when there is no bundle.
+func (r *Report) Env() []string {
+	if r == nil || r.Bundle == "" {
+		return nil
+	}
+	env := []string{"NODE_EXTRA_CA_CERTS=" + r.Bundle, "SSL_CERT_FILE=" + r.Bundle}
+	if r.CADir != "" {
+		env = append(env, "SSL_CERT_DIR="+r.CADir)
+	}
+	return env
 }
 
 // Option configures [Install].
@@ -178,6 +202,8 @@ type installer struct {
 	certs []*x509.Certificate
 	rep   *Report
 	done  map[string]bool // real paths already handled
+	// trusted holds the names given to bundle that lead to a TRUSTED CERTIFICATE bundle.
+	trusted map[string]bool
 }
 
 // Install adds certs to every trust store of the image in fsys and returns what it
@@ -193,7 +219,7 @@ func Install(ctx context.Context, fsys layerapply.RootFS, certs []*x509.Certific
 	if err != nil {
 		return nil, err
 	}
-	in := &installer{ctx: ctx, fsys: fsys, o: o, rep: &Report{}, done: map[string]bool{}}
+	in := &installer{ctx: ctx, fsys: fsys, o: o, rep: &Report{}, done: map[string]bool{}, trusted: map[string]bool{}}
 	seen := map[string]bool{}
 	for _, c := range certs {
 		if c == nil {
@@ -229,11 +255,15 @@ func Install(ctx context.Context, fsys layerapply.RootFS, certs []*x509.Certific
 			return nil, err
 		}
 		bundles += n
+		if n > 0 && in.rep.Bundle == "" && !in.trusted[p] {
+			in.rep.Bundle = p
+		}
 	}
 	if bundles == 0 {
 		if err := in.createBundle(); err != nil {
 			return nil, err
 		}
+		in.rep.Bundle = defaultBundle
 	}
 	for _, p := range found.certifi {
 		if _, err := in.bundle(p, KindCertifi); err != nil {
@@ -321,6 +351,9 @@ func (in *installer) bundle(name string, kind Kind) (int, error) {
 	if !ok || !info.Mode().IsRegular() {
 		return 0, nil
 	}
+	if in.trusted[real] {
+		in.trusted[name] = true
+	}
 	if in.done[real] {
 		return 1, nil
 	}
@@ -331,8 +364,11 @@ func (in *installer) bundle(name string, kind Kind) (int, error) {
 		return 0, err
 	}
 	trusted := isTrustBundle(data, real)
-	if trusted && kind == KindBundle {
-		kind = KindTrustBundle
+	if trusted {
+		in.trusted[real], in.trusted[name] = true, true
+		if kind == KindBundle {
+			kind = KindTrustBundle
+		}
 	}
 	out, added := appendCerts(data, in.certs, trusted)
 	if added == 0 {
@@ -507,6 +543,9 @@ func (in *installer) caDir(dir string) error {
 	}
 	in.done[real] = true
 	in.rep.Stores++
+	if in.rep.CADir == "" {
+		in.rep.CADir = dir
+	}
 	ops, files, warnings, err := planRehash(in.fsys, real)
 	if err != nil {
 		return err

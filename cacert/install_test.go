@@ -78,6 +78,9 @@ func TestInstallLayouts(t *testing.T) {
 			if len(rep.Changes) == 0 {
 				t.Fatal("no change reported")
 			}
+			if rep.Bundle != l.Bundles[0] || rep.CADir != l.CADirs[0] {
+				t.Errorf("report names bundle %q and CA directory %q, want %q and %q", rep.Bundle, rep.CADir, l.Bundles[0], l.CADirs[0])
+			}
 			for _, b := range l.Bundles {
 				trusttest.CheckBundle(t, root, b, p.LeafFile)
 				trusttest.CheckBundle(t, root, b, p.TwinLeafFile)
