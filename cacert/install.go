@@ -649,3 +649,35 @@ func (in *installer) walk() (walkResult, error) {
 	err := visit("/", 0)
 	return res, err
 }
+
+// Summary describes the report for people, one line per changed store after a first line
+// with the totals, e.g. "2 CA certificates: 4 of 4 trust stores changed".
+func (r *Report) Summary() []string {
+	if r == nil {
+		return nil
+	}
+	plural := func(n int, one, many string) string {
+		if n == 1 {
+			return fmt.Sprintf("%d %s", n, one)
+		}
+		return fmt.Sprintf("%d %s", n, many)
+	}
+	lines := []string{fmt.Sprintf("%s: %d of %s changed", plural(r.Certificates, "CA certificate", "CA certificates"), len(r.Changes), plural(r.Stores, "trust store", "trust stores"))}
+	for _, c := range r.Changes {
+		l := fmt.Sprintf("  %s (%s): %s added", c.Path, c.Kind, plural(c.Added, "certificate", "certificates"))
+		if c.Created {
+			l += ", file created"
+		}
+		if c.Links > 0 {
+			l += ", " + plural(c.Links, "hash link", "hash links") + " made"
+		}
+		if c.RemovedLinks > 0 {
+			l += ", " + plural(c.RemovedLinks, "stale hash link", "stale hash links") + " removed"
+		}
+		lines = append(lines, l)
+	}
+	for _, w := range r.Warnings {
+		lines = append(lines, "warning: "+w)
+	}
+	return lines
+}

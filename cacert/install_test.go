@@ -127,3 +127,32 @@ func TestInstallLayouts(t *testing.T) {
 		t.Error("the host's trust stores changed")
 	}
 }
+
+// TestReportText: the summary names every change and warning, and Env points at the bundle
+// and directory the report names.
+func TestReportText(t *testing.T) {
+	r := &cacert.Report{
+		Certificates: 1, Stores: 3, Bundle: "/etc/ssl/certs/ca-certificates.crt", CADir: "/etc/ssl/certs",
+		Changes: []cacert.Change{
+			{Path: "/etc/ssl/certs", Kind: cacert.KindCADir, Added: 1, Links: 1},
+			{Path: "/etc/ssl/certs/ca-certificates.crt", Kind: cacert.KindBundle, Added: 1, Created: true},
+		},
+		Warnings: []string{"CA certificate \"CN=x\" expired on 2002-01-01"},
+	}
+	want := []string{
+		"1 CA certificate: 2 of 3 trust stores changed",
+		"  /etc/ssl/certs (ca-dir): 1 certificate added, 1 hash link made",
+		"  /etc/ssl/certs/ca-certificates.crt (bundle): 1 certificate added, file created",
+		"warning: CA certificate \"CN=x\" expired on 2002-01-01",
+	}
+	if got := r.Summary(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Summary:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	wantEnv := "NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt SSL_CERT_DIR=/etc/ssl/certs"
+	if got := strings.Join(r.Env(), " "); got != wantEnv {
+		t.Errorf("Env = %s, want %s", got, wantEnv)
+	}
+	if (*cacert.Report)(nil).Env() != nil || (&cacert.Report{}).Env() != nil {
+		t.Error("Env without a bundle is not empty")
+	}
+}

@@ -73,6 +73,12 @@ func ParsePEM(data []byte) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
+// CheckCA returns an error wrapping [ErrNotCA] unless c may sign certificates: its basic
+// constraints say CA:TRUE, and its key usage, if any, includes certificate signing.
+func CheckCA(c *x509.Certificate) error {
+	return checkCA(c)
+}
+
 // checkCA tells whether c may sign certificates.
 func checkCA(c *x509.Certificate) error {
 	if !c.BasicConstraintsValid || !c.IsCA {
