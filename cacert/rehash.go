@@ -165,13 +165,19 @@ func (r *rehasher) doFile(name, p string) {
 // singleObject reads data as PEM_X509_INFO_read_bio would and reports the one certificate
 // or CRL in it; ok is false unless there is exactly one.
 func singleObject(data []byte) (typ int, der, rawName []byte, ok bool) {
+	// PEM_X509_INFO_read_bio: a certificate, a CRL and a key share one entry until a
+	// second of the same kind starts the next.
 	type info struct {
-		cert, crl, key bool
-		der, name      []byte
+		cert, crl, key  bool
+		der, name       []byte
+		crlDER, crlName []byte
 	}
 	var infos []info
 	var cur info
-	empty := func(i info) bool { return !i.cert && !i.crl && !i.key }
+	next := func() {
+		infos = append(infos, cur)
+		cur = info{}
+	}
 	for rest := data; ; {
 		var b *pem.Block
 		b, rest = pem.Decode(rest)
@@ -191,9 +197,8 @@ func singleObject(data []byte) (typ int, der, rawName []byte, ok bool) {
 			if err != nil {
 				return 0, nil, nil, false // the whole read fails in OpenSSL
 			}
-			if cur.cert || cur.crl {
-				infos = append(infos, cur)
-				cur = info{}
+			if cur.cert {
+				next()
 			}
 			cur.cert, cur.der, cur.name = true, d, name
 		case "X509 CRL":
@@ -201,29 +206,27 @@ func singleObject(data []byte) (typ int, der, rawName []byte, ok bool) {
 			if err != nil {
 				return 0, nil, nil, false
 			}
-			if cur.cert || cur.crl {
-				infos = append(infos, cur)
-				cur = info{}
+			if cur.crl {
+				next()
 			}
-			cur.crl, cur.der, cur.name = true, b.Bytes, name
+			cur.crl, cur.crlDER, cur.crlName = true, b.Bytes, name
 		case "RSA PRIVATE KEY", "DSA PRIVATE KEY", "EC PRIVATE KEY", "PRIVATE KEY", "ENCRYPTED PRIVATE KEY":
 			if cur.key {
-				infos = append(infos, cur)
-				cur = info{}
+				next()
 			}
 			cur.key = true
 		}
 	}
-	if !empty(cur) {
-		infos = append(infos, cur)
+	if cur.cert || cur.crl || cur.key {
+		next()
 	}
 	if len(infos) != 1 || (!infos[0].cert && !infos[0].crl) {
 		return 0, nil, nil, false
 	}
-	if infos[0].crl {
-		return typeCRL, infos[0].der, infos[0].name, true
+	if infos[0].cert {
+		return typeCert, infos[0].der, infos[0].name, true
 	}
-	return typeCert, infos[0].der, infos[0].name, true
+	return typeCRL, infos[0].crlDER, infos[0].crlName, true
 }
 
 // crlIssuer returns the DER issuer name of a DER CRL (TBSCertList: optional version, then
