@@ -138,3 +138,31 @@ func TestInstallOneIntoEmpty(t *testing.T) {
 	}
 	trusttest.CheckCADir(t, root, "/etc/ssl/certs", p.LeafFile, p.TwinLeafFile)
 }
+
+// FuzzParsePEM: any input parses without panicking, and whatever ParsePEM accepts is a
+// non-empty list of distinct CA certificates.
+func FuzzParsePEM(f *testing.F) {
+	a := trusttest.NewCA(f, pkix.Name{CommonName: "A"})
+	b := trusttest.NewCA(f, pkix.Name{CommonName: "B"})
+	f.Add(a.PEM)
+	f.Add(append(append([]byte("# text\n"), a.PEM...), b.PEM...))
+	f.Add(a.Issue(f, "leaf"))
+	f.Add(a.PEM[:len(a.PEM)/2])
+	f.Add([]byte("-----BEGIN TRUSTED CERTIFICATE-----\nMAA=\n-----END TRUSTED CERTIFICATE-----\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		certs, err := cacert.ParsePEM(data)
+		if err != nil {
+			return
+		}
+		if len(certs) == 0 {
+			t.Fatal("no error and no certificate")
+		}
+		seen := map[string]bool{}
+		for _, c := range certs {
+			if cacert.CheckCA(c) != nil || seen[string(c.Raw)] {
+				t.Fatalf("accepted %s", c.Subject)
+			}
+			seen[string(c.Raw)] = true
+		}
+	})
+}
