@@ -316,6 +316,21 @@ func readTree(t testing.TB, img string) map[string]*node {
 		t.Fatal(err)
 	}
 	debugfs(t, img, "rdump / "+out2)
+	// rdump restores the modes: let a non-root reader (and the cleanup) into directories
+	// and files the image makes unreadable (the modes were read above, with stat).
+	filepath.WalkDir(out2, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			add := fs.FileMode(0o400)
+			if d.IsDir() {
+				add = 0o700
+			}
+			os.Chmod(p, info.Mode().Perm()|add)
+		}
+		return nil
+	})
 	root := filepath.Join(out2, "") // rdump of / dumps into out2 directly
 	for _, p := range paths {
 		n := tree[p]
