@@ -71,6 +71,8 @@ type options struct {
 	strict   bool
 	ext4     Ext4Options
 	check    func(v1.Image) error // run before any layer is fetched
+	config   string               // WithLaunchConfig
+	staged   *staged              // the launch config, waiting for the output
 }
 
 // Option configures [Convert].
@@ -195,6 +197,9 @@ func Convert(ctx context.Context, ref, out string, opts ...Option) (res *Result,
 	if out == "" {
 		return nil, errors.New("empty output path")
 	}
+	if err := o.precheck(); err != nil {
+		return nil, err
+	}
 	switch o.format {
 	case FormatDir:
 		return convertDir(ctx, ref, out, o)
@@ -212,17 +217,23 @@ func ConvertTar(ctx context.Context, ref string, w io.Writer, opts ...Option) (*
 	if err != nil {
 		return nil, err
 	}
+	if err := o.precheck(); err != nil {
+		return nil, err
+	}
 	var sink *layerapply.Tar
 	res, err := run(ctx, ref, o, func(v1.Image) (layerapply.Sink, error) {
 		s, err := layerapply.NewTar(w, o.tmpDir)
 		sink = s
 		return s, err
 	}, func() error { return sink.Close() })
+	if err == nil {
+		err = o.commitLaunchConfig()
+	}
 	return res, err
 }
 
 func convertTarFile(ctx context.Context, ref, out string, o *options) (res *Result, err error) {
-	t, err := openTarget(out, o.format)
+	t, err := openTarget(out, o)
 	if err != nil {
 		return nil, err
 	}
@@ -301,9 +312,13 @@ func run(ctx context.Context, ref string, o *options, newSink func(v1.Image) (la
 		return nil, err
 	}
 	o.report(progress.Event{Phase: progress.PhaseFinalize, Layer: -1, Layers: len(pf.Layers()), Total: -1, Complete: true, Elapsed: time.Since(fin)})
+	res := &Result{Digest: digest, Platform: v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant},
+		Layers: len(pf.Layers()), Config: cf.Config, Warnings: warns.list, WarningsOmitted: warns.omitted}
+	if err := o.stageLaunchConfig(res); err != nil {
+		return nil, err
+	}
 	o.report(progress.Event{Phase: progress.PhaseDone, Layer: -1, Layers: len(pf.Layers()), Total: -1, Complete: true, Elapsed: time.Since(start)})
-	return &Result{Digest: digest, Platform: v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant},
-		Layers: len(pf.Layers()), Config: cf.Config, Warnings: warns.list, WarningsOmitted: warns.omitted}, nil
+	return res, nil
 }
 
 // merge applies the image's layers, then the files to add, to sink.

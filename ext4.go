@@ -171,7 +171,7 @@ func estimate(img v1.Image) int64 {
 }
 
 func convertExt4(ctx context.Context, ref, out string, o *options) (res *Result, err error) {
-	t, err := openTarget(out, o.format)
+	t, err := openTarget(out, o)
 	if err != nil {
 		return nil, err
 	}

@@ -2,8 +2,10 @@ package img2ext4
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 )
 
@@ -45,10 +47,55 @@ func (r *Result) WriteLaunchConfig(file string) error {
 	if err != nil {
 		return fmt.Errorf("write config %s: %w", file, err)
 	}
-	return createAtomic(file, "config", func(f *os.File) error {
+	return createAtomic(file, "write config", func(f *os.File) error {
 		if _, err := f.Write(append(b, '\n')); err != nil {
 			return fmt.Errorf("write config %s: %w", file, err)
 		}
 		return nil
 	})
+}
+
+// WithLaunchConfig writes the result's [LaunchConfig] as indented JSON to file, with the
+// output's atomicity: it is renamed into place right after the output, and a failure of
+// either leaves neither new (a block device or stream already written stays so, without
+// its config). file is checked before the download: its directory must be writable. The
+// default writes no launch config.
+func WithLaunchConfig(file string) Option {
+	return func(o *options) error {
+		if file == "" {
+			return errors.New("empty launch config path")
+		}
+		o.config = file
+		return nil
+	}
+}
+
+// stageLaunchConfig writes the launch config asked for under a temporary name, for
+// commitLaunchConfig to rename into place once the output is.
+func (o *options) stageLaunchConfig(r *Result) error {
+	if o.config == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(r.LaunchConfig(), "", "  ")
+	if err != nil {
+		return fmt.Errorf("write config %s: %w", o.config, err)
+	}
+	file := o.config
+	if real, err := filepath.EvalSymlinks(file); err == nil {
+		file = real
+	}
+	o.staged, err = stageFile(file, "write config", func(f *os.File) error {
+		if _, err := f.Write(append(b, '\n')); err != nil {
+			return fmt.Errorf("write config %s: %w", o.config, err)
+		}
+		return nil
+	})
+	return err
+}
+
+// commitLaunchConfig renames a staged launch config into place.
+func (o *options) commitLaunchConfig() error {
+	s := o.staged
+	o.staged = nil
+	return s.commit()
 }

@@ -57,19 +57,22 @@ type target struct {
 	kind outKind
 	info fs.FileInfo // of real, when it exists
 	dev  *blockDevice
+	dir  *staged // FormatDir: the tree being built
+	o    *options
 }
 
 // openTarget inspects out for format and refuses what cannot work: a directory for a
 // file format, a device or FIFO for the wrong format, a mounted or busy block device, a
 // non-empty directory for FormatDir. A symbolic link is followed, as cp and dd do. A block
 // device is opened exclusively (so it cannot be mounted meanwhile); the caller closes t.
-func openTarget(out string, format Format) (*target, error) {
+func openTarget(out string, o *options) (*target, error) {
+	format := o.format
 	what := map[Format]string{FormatExt4: "write image", FormatDir: "write rootfs", FormatTar: "write tar"}[format]
 	fail := func(path string, format string, args ...any) (*target, error) {
 		return nil, &CheckError{Op: what, Path: path, Err: fmt.Errorf(format, args...)}
 	}
 	out = filepath.Clean(out)
-	t := &target{out: out, real: out}
+	t := &target{out: out, real: out, o: o}
 	fi, err := os.Lstat(out)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -195,8 +198,29 @@ type outputFile interface {
 }
 
 // write fills the target: a block device in place, a character device or FIFO as a
-// stream, anything else through a temporary file beside it renamed into place.
-func (t *target) write(what string, fill func(f outputFile) error) error {
+// stream, anything else through a temporary file beside it renamed into place. A launch
+// config that the conversion staged (WithLaunchConfig) is renamed into place right after
+// the output; when the output fails, it is discarded.
+//
+// A directory output comes staged already (t.dir): fill writes into its temporary
+// directory, which is committed or discarded here.
+func (t *target) write(what string, fill func(f outputFile) error) (err error) {
+	defer func() {
+		if err != nil {
+			t.o.staged.discard()
+			return
+		}
+		if err = t.o.commitLaunchConfig(); err != nil && (t.kind == outNew || t.kind == outFile) {
+			removeAll(t.real) // neither, as far as a rename can be undone
+		}
+	}()
+	if t.dir != nil {
+		if err := fill(nil); err != nil {
+			t.dir.discard()
+			return err
+		}
+		return t.dir.commit()
+	}
 	switch t.kind {
 	case outBlock:
 		if err := fill(t.dev); err != nil {
@@ -217,7 +241,11 @@ func (t *target) write(what string, fill func(f outputFile) error) error {
 		}
 		return err
 	}
-	return createAtomic(t.real, what, func(f *os.File) error { return fill(f) })
+	st, err := stageFile(t.real, what, func(f *os.File) error { return fill(f) })
+	if err != nil {
+		return err
+	}
+	return st.commit()
 }
 
 // tempPattern is the name of a temporary output beside out: ".OUT.img2ext4-PID-*". The
@@ -227,27 +255,63 @@ func tempPattern(out string) string {
 	return "." + filepath.Base(out) + ".img2ext4-" + strconv.Itoa(os.Getpid()) + "-*"
 }
 
-// createAtomic writes the file out through a temporary file beside it: fill writes the
-// content, then the file is synced, made 0644 and renamed over out, and the directory is
-// synced. When fill or any of that fails, the temporary file is removed and an existing
-// out stays untouched; a process killed on the way leaves only the temporary file, which
-// a later run removes.
-func createAtomic(out, what string, fill func(f *os.File) error) error {
+// staged is a complete output under a temporary name beside its final one, synced and
+// waiting to be renamed into place. Its methods accept a nil *staged and do nothing.
+type staged struct {
+	tmp, final, what string
+	dir              bool
+	inside           bool // tmp is inside final, an empty directory: its entries move up
+}
+
+// commit renames the output into place and makes the rename durable.
+func (s *staged) commit() error {
+	if s == nil {
+		return nil
+	}
+	var err error
+	switch {
+	case s.inside:
+		err = moveUp(s.tmp, s.final)
+	case s.dir:
+		err = unix.Rename(s.tmp, s.final) // unlike os.Rename, replaces an empty directory
+	default:
+		err = os.Rename(s.tmp, s.final)
+	}
+	if err != nil {
+		s.discard()
+		return fmt.Errorf("%s %s: %w", s.what, s.final, err)
+	}
+	syncDir(filepath.Dir(s.final))
+	return nil
+}
+
+// discard removes the temporary output.
+func (s *staged) discard() {
+	if s != nil {
+		removeAll(s.tmp)
+	}
+}
+
+// stageFile writes the file out under a temporary name beside it: fill writes the
+// content, then the file is synced and made 0644. When fill or any of that fails, the
+// temporary file is removed; a process killed on the way leaves only the temporary file,
+// which a later run removes.
+func stageFile(out, what string, fill func(f *os.File) error) (*staged, error) {
 	if st, err := os.Stat(out); err == nil && st.IsDir() {
-		return fmt.Errorf("%s %s: is a directory", what, out)
+		return nil, fmt.Errorf("%s %s: is a directory", what, out)
 	}
 	dir := filepath.Dir(out)
 	removeStale(dir, out)
 	f, err := os.CreateTemp(dir, tempPattern(out))
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", what, out, err)
+		return nil, fmt.Errorf("%s %s: %w", what, out, err)
 	}
 	tmp := f.Name()
 	unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) // released when this process ends
 	if err := fill(f); err != nil {
 		f.Close()
 		os.Remove(tmp)
-		return err
+		return nil, err
 	}
 	err = f.Sync()
 	if err == nil {
@@ -256,15 +320,21 @@ func createAtomic(out, what string, fill func(f *os.File) error) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp, out)
-	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("%s %s: %w", what, out, err)
+		return nil, fmt.Errorf("%s %s: %w", what, out, err)
 	}
-	syncDir(dir) // make the rename durable
-	return nil
+	return &staged{tmp: tmp, final: out, what: what}, nil
+}
+
+// createAtomic writes the file out through a temporary file beside it, renamed over out
+// when complete and synced; on any error an existing out stays untouched.
+func createAtomic(out, what string, fill func(f *os.File) error) error {
+	s, err := stageFile(out, what, fill)
+	if err != nil {
+		return err
+	}
+	return s.commit()
 }
 
 func syncDir(dir string) {
@@ -280,7 +350,7 @@ func syncDir(dir string) {
 // is not writable, is filled through a temporary directory inside it instead, whose
 // entries are moved up at the end.
 func convertDir(ctx context.Context, ref, out string, o *options) (*Result, error) {
-	t, err := openTarget(out, FormatDir)
+	t, err := openTarget(out, o)
 	if err != nil {
 		return nil, err
 	}
@@ -301,33 +371,24 @@ func convertDir(ctx context.Context, ref, out string, o *options) (*Result, erro
 		unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB) // released when this process ends
 		defer d.Close()
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			removeAll(tmp)
+	t.dir = &staged{tmp: tmp, final: t.real, what: "write rootfs", dir: true, inside: inside}
+	var res *Result
+	err = t.write("write rootfs", func(outputFile) error {
+		var sink *layerapply.Dir
+		res, err = run(ctx, ref, o, func(v1.Image) (layerapply.Sink, error) {
+			s, err := layerapply.NewDir(tmp)
+			sink = s
+			return s, err
+		}, func() error { return sink.Close() })
+		if err != nil {
+			return err
 		}
-	}()
-	var sink *layerapply.Dir
-	res, err := run(ctx, ref, o, func(v1.Image) (layerapply.Sink, error) {
-		s, err := layerapply.NewDir(tmp)
-		sink = s
-		return s, err
-	}, func() error { return sink.Close() })
+		res.Skipped = sink.Skipped()
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	res.Skipped = sink.Skipped()
-	if inside {
-		err = moveUp(tmp, t.real)
-	} else {
-		// Unlike os.Rename, rename(2) replaces an empty directory.
-		err = unix.Rename(tmp, t.real)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("write rootfs %s: %w", out, err)
-	}
-	ok = true
-	syncDir(filepath.Dir(t.real))
 	return res, nil
 }
 
@@ -467,7 +528,7 @@ func (t *target) checkSpace(img v1.Image, fixed int64) error {
 		fixed = t.dev.fsSize
 	}
 	if need := provenSize(img); fixed > 0 && need > fixed {
-		return &CheckError{Op: "write image", Path: t.out, Err: fmt.Errorf("%w: the image needs more than %d bytes (its last layer alone), the size is %d", ErrNoSpace, need, fixed)}
+		return &CheckError{Op: "write image", Path: t.out, Err: noSpaceError(fmt.Sprintf("too small: the image needs more than %d bytes (its last layer alone), the size is %d", need, fixed))}
 	}
 	if t.dev != nil {
 		return nil
@@ -492,3 +553,62 @@ func provenSize(img v1.Image) int64 {
 	}
 	return m.Layers[len(m.Layers)-1].Size / 2
 }
+
+// precheck finds, before anything is fetched, what would make the conversion fail late:
+// a file to add that is missing or unreadable, a temporary directory or launch config
+// whose directory is missing or not writable.
+func (o *options) precheck() error {
+	for _, a := range o.adds {
+		if err := checkReadable(a.Src); err != nil {
+			return &CheckError{Op: "add", Path: a.Src, Err: err}
+		}
+	}
+	if o.tmpDir != "" {
+		if err := checkDirWritable(o.tmpDir); err != nil {
+			return &CheckError{Op: "temporary directory", Path: o.tmpDir, Err: err}
+		}
+	}
+	if o.config != "" {
+		file := o.config
+		if real, err := filepath.EvalSymlinks(file); err == nil {
+			file = real
+		}
+		if fi, err := os.Stat(file); err == nil && fi.IsDir() {
+			return &CheckError{Op: "write config", Path: o.config, Err: errors.New("is a directory")}
+		}
+		if err := checkDirWritable(filepath.Dir(file)); err != nil {
+			return &CheckError{Op: "write config", Path: o.config, Err: err}
+		}
+	}
+	return nil
+}
+
+// checkReadable reports whether everything at and below path can be read: files read,
+// directories listed and entered.
+func checkReadable(path string) error {
+	if _, err := os.Lstat(path); err != nil {
+		return errors.Unwrap(err)
+	}
+	return filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		mode := uint32(unix.R_OK)
+		switch {
+		case d.IsDir():
+			mode |= unix.X_OK
+		case d.Type()&fs.ModeSymlink != 0:
+			return nil // copied as a link
+		}
+		if err := unix.Access(p, mode); err != nil {
+			return fmt.Errorf("%s is not readable: %w", p, err)
+		}
+		return nil
+	})
+}
+
+// noSpaceError is an [ErrNoSpace] with its own message.
+type noSpaceError string
+
+func (e noSpaceError) Error() string        { return string(e) }
+func (e noSpaceError) Is(target error) bool { return target == ErrNoSpace }

@@ -85,8 +85,8 @@ func TestAddAndConfigOut(t *testing.T) {
 			t.Errorf("--add %q: exit %d, want 2", bad, code)
 		}
 	}
-	if code, _, _ := runCLI(t, "", "-q", "--format", "dir", "--add", filepath.Join(tmp, "missing")+":/x", "oci:"+lay, filepath.Join(tmp, "y")); code != 1 {
-		t.Errorf("missing add source: exit %d, want 1", code)
+	if code, _, _ := runCLI(t, "", "-q", "--format", "dir", "--add", filepath.Join(tmp, "missing")+":/x", "oci:"+lay, filepath.Join(tmp, "y")); code != 2 {
+		t.Errorf("missing add source: exit %d, want 2 (found before the download)", code)
 	}
 	if _, err := os.Stat(filepath.Join(tmp, "y")); err == nil {
 		t.Error("failed run left output behind")

@@ -258,6 +258,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	opts := []img2ext4.Option{img2ext4.WithFormat(img2ext4.Format(c.format)), img2ext4.WithFetchOptions(fetch...), img2ext4.WithTempDir(c.tmpDir),
 		img2ext4.WithStrict(c.strict)}
+	if c.configOut != "" {
+		opts = append(opts, img2ext4.WithLaunchConfig(c.configOut))
+	}
 	if c.format == "ext4" {
 		opts = append(opts, img2ext4.WithExt4(c.ext4))
 	}
@@ -274,9 +277,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		res, err = img2ext4.ConvertTar(ctx, c.source, stdout, opts...)
 	} else {
 		res, err = img2ext4.Convert(ctx, c.source, c.out, opts...)
-	}
-	if err == nil && c.configOut != "" {
-		err = res.WriteLaunchConfig(c.configOut)
 	}
 	if err != nil {
 		return fail(err)
