@@ -191,7 +191,7 @@ func TestLaunchConfigAtomic(t *testing.T) {
 	// The image does not fit 1M (its first layer is 2 MiB of noise), found only while
 	// writing: no config appears.
 	code, errOut := runCLICtx(t, deadline(t), "-q", "--size", "1M", "--config-out", cfg, reg.ref, out)
-	if code != 1 || !strings.Contains(errOut, "size") {
+	if code != 1 || !strings.Contains(errOut, "1048576") {
 		t.Errorf("too small: exit %d: %s", code, errOut)
 	}
 	noneLeft(t)
