@@ -1,7 +1,7 @@
 package img2ext4
 
 import (
-	"archive/tar"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -13,13 +13,18 @@ import (
 	"github.com/img2ext4/img2ext4/layerapply"
 )
 
-// Add names a host file or directory to put into the image.
+// Add names a host file or directory to put into the image. Additions go through the
+// same [layerapply.RootFS] as [WithMutate], before the mutations.
 type Add struct {
 	// Src is the host path. A directory is copied with everything below it; symbolic links
-	// are copied as links, never followed.
+	// are copied as links, never followed. New entries are owned by root and keep the
+	// host's permission bits and modification time.
 	Src string
 	// Dst is the path inside the image. It resolves inside the image root: symlinked
-	// parents are followed there, missing parents are created (0755, root-owned).
+	// parents are followed there, missing parents are created (0755, root-owned). A
+	// directory added onto an existing directory merges into it, which keeps its own
+	// metadata; a file or symlink replaces an existing file or symlink, and is refused
+	// onto an existing directory.
 	Dst string
 	// Mode, when not zero, replaces the permission bits of Src itself (not of what a
 	// directory holds). The default keeps the host file's bits.
@@ -43,9 +48,17 @@ func ParseAdd(s string) (Add, error) {
 	return a, nil
 }
 
-// addHostFiles copies a.Src (recursively) into the merged tree at a.Dst. Owners are root;
-// times, modes and symlink targets come from the host.
-func addHostFiles(m *layerapply.Merger, a Add) error {
+// addHostFiles copies a.Src (recursively) into the image at a.Dst through root. New
+// entries are owned by root, with the host's permission bits, modification time and
+// symlink targets. A directory merges into an existing directory, which keeps its own
+// metadata (unless a.Mode is set); a file or symlink replaces an existing file or symlink,
+// never a directory.
+func addHostFiles(root layerapply.RootFS, a Add) error {
+	if parent := path.Dir(path.Clean("/" + a.Dst)); parent != "/" {
+		if err := root.MkdirAll(parent, 0o755); err != nil {
+			return fmt.Errorf("add %s: %w", a.Src, err)
+		}
+	}
 	return filepath.WalkDir(a.Src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("add %s: %w", a.Src, err)
@@ -58,55 +71,79 @@ func addHostFiles(m *layerapply.Merger, a Add) error {
 		if err != nil {
 			return fmt.Errorf("add %s: %w", p, err)
 		}
-		hdr := &tar.Header{
-			Name:    path.Join(a.Dst, filepath.ToSlash(rel)),
-			Mode:    int64(unixPerm(info.Mode())),
-			ModTime: info.ModTime(),
-		}
+		dst := path.Join("/", a.Dst, filepath.ToSlash(rel))
+		perm := info.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 		if rel == "." && a.Mode != 0 {
-			hdr.Mode = int64(a.Mode)
+			perm = goPerm(a.Mode)
+		}
+		old, err := root.Lstat(dst)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("add %s as %s: %w", p, dst, err)
+		}
+		if info.IsDir() {
+			if old != nil && old.IsDir() {
+				if rel == "." && a.Mode != 0 {
+					if err := root.Chmod(dst, perm); err != nil {
+						return fmt.Errorf("add %s as %s: %w", p, dst, err)
+					}
+				}
+				return nil // merge into the existing directory
+			}
+			if old != nil {
+				if err := root.RemoveAll(dst); err != nil {
+					return fmt.Errorf("add %s as %s: %w", p, dst, err)
+				}
+			}
+			if err := root.MkdirAll(dst, perm); err != nil {
+				return fmt.Errorf("add %s as %s: %w", p, dst, err)
+			}
+			return root.Chtimes(dst, info.ModTime(), info.ModTime())
+		}
+		if old != nil {
+			if old.IsDir() {
+				return fmt.Errorf("add %s as %s: %s is a directory in the image; only a directory can be added onto a directory", p, dst, dst)
+			}
+			if err := root.RemoveAll(dst); err != nil {
+				return fmt.Errorf("add %s as %s: %w", p, dst, err)
+			}
 		}
 		switch {
 		case info.Mode().IsRegular():
-			hdr.Typeflag, hdr.Size = tar.TypeReg, info.Size()
 			f, err := os.Open(p)
 			if err != nil {
 				return fmt.Errorf("add %s: %w", p, err)
 			}
 			defer f.Close()
-			if err := m.Add(hdr, f); err != nil {
-				return fmt.Errorf("add %s as %s: %w", p, hdr.Name, err)
+			if err := root.WriteFile(dst, f, perm); err != nil {
+				return fmt.Errorf("add %s as %s: %w", p, dst, err)
 			}
-			return nil
-		case info.IsDir():
-			hdr.Typeflag = tar.TypeDir
 		case info.Mode()&fs.ModeSymlink != 0:
 			t, err := os.Readlink(p)
 			if err != nil {
 				return fmt.Errorf("add %s: %w", p, err)
 			}
-			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, t
+			if err := root.Symlink(t, dst); err != nil {
+				return fmt.Errorf("add %s as %s: %w", p, dst, err)
+			}
 		default:
 			return fmt.Errorf("add %s: unsupported file type %v", p, info.Mode().Type())
 		}
-		if err := m.Add(hdr, nil); err != nil {
-			return fmt.Errorf("add %s as %s: %w", p, hdr.Name, err)
-		}
-		return nil
+		return root.Chtimes(dst, info.ModTime(), info.ModTime())
 	})
 }
 
-// unixPerm turns Go's mode bits into the Unix permission word with setuid, setgid, sticky.
-func unixPerm(m fs.FileMode) uint32 {
-	p := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		p |= 0o4000
+// goPerm reads m as permission bits, taking setuid, setgid and sticky in either Go's form
+// or the Unix one (0o4000, 0o2000, 0o1000, as ParseAdd gives them).
+func goPerm(m fs.FileMode) fs.FileMode {
+	p := m & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+	if m&0o4000 != 0 {
+		p |= fs.ModeSetuid
 	}
-	if m&fs.ModeSetgid != 0 {
-		p |= 0o2000
+	if m&0o2000 != 0 {
+		p |= fs.ModeSetgid
 	}
-	if m&fs.ModeSticky != 0 {
-		p |= 0o1000
+	if m&0o1000 != 0 {
+		p |= fs.ModeSticky
 	}
 	return p
 }

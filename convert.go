@@ -68,6 +68,7 @@ type options struct {
 	tmpDir   string
 	limits   *layerapply.Limits
 	adds     []Add
+	mutate   []func(context.Context, layerapply.RootFS) error
 	strict   bool
 	ext4     Ext4Options
 	check    func(v1.Image) error // run before any layer is fetched
@@ -165,6 +166,22 @@ func WithAdd(adds ...Add) Option {
 			}
 		}
 		o.adds = append(o.adds, adds...)
+		return nil
+	}
+}
+
+// WithMutate runs fn on the merged root filesystem once, after the last layer and the
+// files of [WithAdd], before the output is finished, for every output format alike: to
+// inject an init, trust a CA, or change anything else through [layerapply.RootFS], whose
+// names all resolve inside the image. Several WithMutate options run in the order given.
+// A non-nil error from fn aborts the conversion and leaves no output. fn must not keep
+// root after it returns. The default is none.
+func WithMutate(fn func(ctx context.Context, root layerapply.RootFS) error) Option {
+	return func(o *options) error {
+		if fn == nil {
+			return errors.New("nil mutation")
+		}
+		o.mutate = append(o.mutate, fn)
 		return nil
 	}
 }
@@ -331,10 +348,25 @@ func merge(ctx context.Context, sink layerapply.Sink, img v1.Image, o *options, 
 	if err := m.Apply(ctx, img); err != nil {
 		return fmt.Errorf("apply image: %w", err)
 	}
+	if len(o.adds) == 0 && len(o.mutate) == 0 {
+		return nil
+	}
+	root, err := m.RootFS()
+	if err != nil {
+		return err
+	}
 	for _, a := range o.adds {
-		if err := addHostFiles(m, a); err != nil {
+		if err := addHostFiles(root, a); err != nil {
 			return err
 		}
 	}
-	return nil
+	for i, fn := range o.mutate {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(ctx, root); err != nil {
+			return fmt.Errorf("mutation %d: %w", i+1, err)
+		}
+	}
+	return ctx.Err()
 }

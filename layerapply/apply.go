@@ -32,7 +32,7 @@ func Apply(ctx context.Context, s Sink, img v1.Image, opts ...Option) error {
 // Merger is the merged tree of an image as it is being written to a sink. [Apply] is
 // NewMerger, [Merger.Apply] and [Merger.Close]; a caller that wants to change the result
 // before the sink is finished (inject an init binary, a CA bundle) keeps the Merger and
-// calls [Merger.Add] after Apply. A Merger is not safe for concurrent use.
+// calls [Merger.RootFS] (or [Merger.Add]) after Apply. A Merger is not safe for concurrent use.
 type Merger struct {
 	a      *applier
 	layers int // layers applied so far, the index of the next one
@@ -69,6 +69,7 @@ func (m *Merger) Apply(ctx context.Context, img v1.Image) error {
 	if err != nil {
 		return fmt.Errorf("read image config: %w", err)
 	}
+	a.created = cf.Created.Time
 	diffIDs := cf.RootFS.DiffIDs
 	if len(diffIDs) != len(layers) {
 		return fmt.Errorf("%w: image has %d layers but its config lists %d diff_ids", ErrInvalidEntry, len(layers), len(diffIDs))
@@ -153,10 +154,11 @@ type applier struct {
 	entries int64
 	bytes   int64
 
-	buf   []byte
-	dec   layerstream.Decoder // reused from layer to layer
-	out   Entry               // reused entry handed to the sink
-	mtime time.Time           // of implicit parent directories: the current entry's
+	buf     []byte
+	dec     layerstream.Decoder // reused from layer to layer
+	out     Entry               // reused entry handed to the sink
+	created time.Time           // the image's creation time, for entries a RootFS makes
+	mtime   time.Time           // of implicit parent directories: the current entry's
 }
 
 func (a *applier) close() { a.dec.Close() }

@@ -40,10 +40,15 @@
 //
 // Layers are applied strictly in order, but the next layer may be decompressed ahead, into
 // an unlinked temporary file verified against its DiffID (layerstream.StartSpool), while
-// the current one is applied ([WithDecompressAhead]), so two cores share the work. A [Merger] keeps the merged tree
-// after Apply for injecting more entries ([Merger.Add]).
+// the current one is applied ([WithDecompressAhead]), so two cores share the work.
 //
-// The sinks in this package are [NewDir], a root filesystem directory, and [NewTar], one
-// flattened, deterministic tar. The ext4 image sink lives in package img2ext4, over
-// ext4writer.
+// A [Merger] keeps the merged tree after Apply for changing the result before the sink is
+// finished: [Merger.RootFS] is the root-confined mutation API ([RootFS]: read, write,
+// mkdir, link, remove, chmod, chown, xattrs, every name resolved inside the image), and
+// [Merger.Add] applies one more tar entry.
+//
+// Every sink receives the same typed [Entry]. The sinks in this package are peers:
+// [NewDir], a root filesystem directory; [NewTar], one flattened, deterministic tar; and
+// [NewExt4], an ext4 image over ext4writer. All three are [Tree]s, which a RootFS reads
+// back and changes.
 package layerapply

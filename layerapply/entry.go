@@ -145,6 +145,24 @@ func (e *Entry) Clone() *Entry {
 	return &c
 }
 
+// setXattr sets or replaces the attribute name, keeping the list sorted.
+func (e *Entry) setXattr(name string, value []byte) {
+	i, ok := slices.BinarySearchFunc(e.Xattrs, name, func(x Xattr, n string) int { return strings.Compare(x.Name, n) })
+	if ok {
+		e.Xattrs[i].Value = value
+		return
+	}
+	e.Xattrs = slices.Insert(e.Xattrs, i, Xattr{Name: name, Value: value})
+}
+
+// removeXattr removes the attribute name, if present.
+func (e *Entry) removeXattr(name string) {
+	i, ok := slices.BinarySearchFunc(e.Xattrs, name, func(x Xattr, n string) int { return strings.Compare(x.Name, n) })
+	if ok {
+		e.Xattrs = slices.Delete(e.Xattrs, i, i+1)
+	}
+}
+
 // sortXattrs sorts xs by name.
 func sortXattrs(xs []Xattr) {
 	slices.SortFunc(xs, func(a, b Xattr) int { return strings.Compare(a.Name, b.Name) })

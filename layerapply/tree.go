@@ -114,10 +114,14 @@ func (e *symlinkParentError) Error() string {
 // A missing element is reported as (nil, nil) unless mkdir is set, in which case mkdir is
 // called to create it and must return the new node.
 func resolveDir(root *node, dir string, follow bool, mkdir func(parent *node, name string) (*node, error)) (*node, error) {
+	return resolveFrom(root, root, dir, follow, mkdir)
+}
+
+// resolveFrom is resolveDir starting at the directory cur instead of the root.
+func resolveFrom(root, cur *node, dir string, follow bool, mkdir func(parent *node, name string) (*node, error)) (*node, error) {
 	if dir == "." || dir == "" {
-		return root, nil
+		return cur, nil
 	}
-	cur := root
 	rest := dir
 	hops := 0
 	for rest != "" {
