@@ -358,7 +358,12 @@ func summary(c *config, res *img2ext4.Result, elapsed time.Duration) progress.Su
 
 // filesystem returns the space and inodes of an ext4 result, or nil for other formats.
 func filesystem(res *img2ext4.Result) *progress.Filesystem {
-	return nil
+	st := res.Filesystem
+	if st == nil {
+		return nil
+	}
+	return &progress.Filesystem{Size: st.Size, Used: st.Used(), Free: int64(st.FreeBlocks) * int64(st.BlockSize),
+		Available: st.Available(), Inodes: st.Inodes, FreeInodes: st.FreeInodes}
 }
 
 func main() {

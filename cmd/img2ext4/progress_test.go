@@ -2,8 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -27,10 +30,33 @@ func jsonLines(t *testing.T, s string) []map[string]any {
 	return objs
 }
 
+// dumpe2fs returns the numeric fields of dumpe2fs -h for the image at path.
+func dumpe2fs(t *testing.T, path string) map[string]float64 {
+	t.Helper()
+	out, err := exec.Command("dumpe2fs", "-h", path).Output()
+	if err != nil {
+		t.Fatalf("dumpe2fs -h %s: %v", path, err)
+	}
+	fields := map[string]float64{}
+	for _, line := range strings.Split(string(out), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+			fields[k] = n
+		}
+	}
+	return fields
+}
+
 // TestProgressJSON runs the command with --progress json on the shipped image: standard
-// error holds JSON objects only, progress first, then one result; a failure ends with an
-// error object instead, and nothing else is printed.
+// error holds JSON objects only, progress first, then one result whose numbers dumpe2fs
+// confirms; a failure ends with an error object instead, and nothing else is printed.
 func TestProgressJSON(t *testing.T) {
+	if _, err := exec.LookPath("dumpe2fs"); err != nil {
+		t.Skip("dumpe2fs (e2fsprogs) not installed: it is the oracle for the filesystem numbers")
+	}
 	digest := regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 	for _, format := range []string{"ext4", "dir", "tar"} {
 		t.Run(format, func(t *testing.T) {
@@ -77,6 +103,35 @@ func TestProgressJSON(t *testing.T) {
 					if v, ok := res[k]; ok {
 						t.Errorf("%s result has %s = %v", format, k, v)
 					}
+				}
+				return
+			}
+			for _, k := range fsKeys {
+				if _, ok := res[k].(float64); !ok {
+					t.Fatalf("ext4 result lacks %s: %v", k, res)
+				}
+			}
+			d := dumpe2fs(t, out)
+			bs := d["Block size"]
+			st, err := os.Stat(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			free := d["Free blocks"]
+			// What df shows to an ordinary user: the free blocks less root's reserve and the
+			// kernel's (s_resv_clusters: 2 % of the blocks, at most 4096).
+			avail := max(free-d["Reserved block count"]-min(float64(int64(d["Block count"])/50), 4096), 0)
+			want := map[string]float64{
+				"size":        float64(st.Size()),
+				"used":        (d["Block count"] - free) * bs,
+				"free":        free * bs,
+				"available":   avail * bs,
+				"inodes":      d["Inode count"],
+				"inodes_free": d["Free inodes"],
+			}
+			for k, v := range want {
+				if res[k] != v {
+					t.Errorf("result %s = %v, dumpe2fs says %v", k, res[k], v)
 				}
 			}
 		})
