@@ -31,6 +31,9 @@ var (
 	ErrUnauthorized = errors.New("ocifetch: unauthorized")
 	// ErrLimit reports a manifest, config or archive exceeding a size cap.
 	ErrLimit = errors.New("ocifetch: limit exceeded")
+	// ErrDescriptorMismatch reports a descriptor that disagrees with the
+	// document it describes, or that cannot describe one (no digest, a negative size).
+	ErrDescriptorMismatch = errors.New("ocifetch: descriptor does not match its document")
 	// ErrClosed reports use of a [Prefetcher] after [Prefetcher.Close].
 	ErrClosed = errors.New("ocifetch: prefetcher closed")
 )
@@ -78,6 +81,43 @@ func (e *SizeError) Unwrap() error {
 	}
 	return ErrSizeMismatch
 }
+
+// DescriptorError reports a descriptor (an index child, an index.json entry,
+// a manifest's config or layer, or a registry's Content-Type for the
+// document it sends) that disagrees with the document it describes, or that
+// cannot describe one. It wraps [ErrDescriptorMismatch]. Sizes and digests
+// that disagree with the bytes are reported as [*SizeError] and
+// [*DigestError].
+type DescriptorError struct {
+	// What names the described object: "index child", "config", "layer"...
+	What string
+	// Digest names the document, when known.
+	Digest v1.Hash
+	// Field is what declared the media type: "descriptor" or "Content-Type".
+	Field string
+	// Declared is the media type the descriptor or header gives.
+	Declared string
+	// Found is what the document says of itself.
+	Found string
+	// Problem, when set, says why the descriptor cannot describe any
+	// document (no digest, a negative size); the other fields are then unset.
+	Problem string
+}
+
+// Error implements error.
+func (e *DescriptorError) Error() string {
+	obj := e.What
+	if e.Digest.Hex != "" {
+		obj += " " + e.Digest.String()
+	}
+	if e.Problem != "" {
+		return fmt.Sprintf("ocifetch: %s: the descriptor %s", obj, e.Problem)
+	}
+	return fmt.Sprintf("ocifetch: %s: the %s says %q but the document is %s", obj, e.Field, e.Declared, e.Found)
+}
+
+// Unwrap returns [ErrDescriptorMismatch].
+func (e *DescriptorError) Unwrap() error { return ErrDescriptorMismatch }
 
 // PlatformError reports that no image matches the wanted platform: either no
 // entry of an index, or the config of a single-platform image (which

@@ -42,7 +42,7 @@ func FuzzClassify(f *testing.F) {
 	f.Add([]byte(`{"schemaVersion":2,"manifests":[]}`), string(types.OCIImageIndex))
 	f.Add([]byte(`{"schemaVersion":2,"config":{},"layers":[]}`), "application/json")
 	f.Fuzz(func(t *testing.T, raw []byte, mt string) {
-		classify(raw, types.MediaType(mt))
+		classify(raw, types.MediaType(mt), true)
 	})
 }
 

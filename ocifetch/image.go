@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -89,7 +90,7 @@ func resolveImage(ctx context.Context, r reference, o *options) (*image, error) 
 		if err != nil {
 			return nil, err
 		}
-		return resolve(ctx, src, raw, mt, o, 0)
+		return resolve(ctx, src, raw, mt, false, o, 0)
 	case transportOCI:
 		src := &layoutSource{fs: dirFS(r.path), name: r.path}
 		return src.resolve(ctx, r.tag, o)
@@ -108,9 +109,22 @@ func resolveImage(ctx context.Context, r reference, o *options) (*image, error) 
 
 // resolve turns a manifest or index into an image, choosing the platform
 // from indexes; depth counts nested indexes.
-func resolve(ctx context.Context, src source, raw []byte, declared types.MediaType, o *options, depth int) (*image, error) {
-	kind, mt, err := classify(raw, declared)
+// With strict, declared comes from a descriptor rather than a Content-Type
+// header, and must name the document's own media type exactly.
+func resolve(ctx context.Context, src source, raw []byte, declared types.MediaType, strict bool, o *options, depth int) (*image, error) {
+	what := "manifest"
+	if depth > 0 {
+		what = "index child"
+	}
+	kind, mt, err := classify(raw, declared, strict)
 	if err != nil {
+		var de *DescriptorError
+		if errors.As(err, &de) && de.What == "" {
+			de.What, de.Digest, de.Field = what, sha256Of(raw), "descriptor"
+			if !strict {
+				de.Field = "registry's Content-Type"
+			}
+		}
 		return nil, err
 	}
 	if kind == kindManifest {
@@ -127,11 +141,14 @@ func resolve(ctx context.Context, src source, raw []byte, declared types.MediaTy
 	if err != nil {
 		return nil, err
 	}
+	if err := checkDescriptor(desc, "index child"); err != nil {
+		return nil, err
+	}
 	child, err := src.manifest(ctx, desc)
 	if err != nil {
 		return nil, fmt.Errorf("fetch manifest %s: %w", desc.Digest, err)
 	}
-	img, err := resolve(ctx, src, child, desc.MediaType, o, depth+1)
+	img, err := resolve(ctx, src, child, desc.MediaType, true, o, depth+1)
 	if err != nil {
 		return nil, err
 	}
@@ -190,6 +207,9 @@ func newImage(ctx context.Context, src source, raw []byte, mt types.MediaType, o
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, fmt.Errorf("parse manifest: %w", err)
 	}
+	if err := checkDescriptor(m.Config, "config"); err != nil {
+		return nil, err
+	}
 	if !isConfigType(m.Config.MediaType) {
 		return nil, fmt.Errorf("%w: config media type %q: not a container image", ErrUnsupportedMediaType, m.Config.MediaType)
 	}
@@ -197,8 +217,8 @@ func newImage(ctx context.Context, src source, raw []byte, mt types.MediaType, o
 		if !isLayerType(l.MediaType) {
 			return nil, fmt.Errorf("%w: layer %s has media type %q", ErrUnsupportedMediaType, l.Digest, l.MediaType)
 		}
-		if l.Size < 0 {
-			return nil, fmt.Errorf("ocifetch: layer %s has negative size", l.Digest)
+		if err := checkDescriptor(l, "layer"); err != nil {
+			return nil, err
 		}
 	}
 	rc, err := src.openBlob(ctx, m.Config)
@@ -353,3 +373,15 @@ type rawOpener interface {
 }
 
 var _ rawOpener = (*layer)(nil)
+
+// checkDescriptor refuses a descriptor of what that cannot describe a
+// document: one without a digest or with a negative size.
+func checkDescriptor(d v1.Descriptor, what string) error {
+	switch {
+	case d.Digest.Algorithm == "" || d.Digest.Hex == "":
+		return &DescriptorError{What: what, Problem: "has no digest"}
+	case d.Size < 0:
+		return &DescriptorError{What: what, Digest: d.Digest, Problem: fmt.Sprintf("has a negative size (%d)", d.Size)}
+	}
+	return nil
+}

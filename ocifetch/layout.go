@@ -129,11 +129,14 @@ func (s *layoutSource) resolve(ctx context.Context, tag string, o *options) (*im
 	}
 
 	if len(descs) == 1 {
+		if err := checkDescriptor(descs[0], "index.json entry"); err != nil {
+			return nil, err
+		}
 		raw, err := s.manifest(ctx, descs[0])
 		if err != nil {
 			return nil, fmt.Errorf("fetch manifest %s: %w", descs[0].Digest, err)
 		}
-		return resolve(ctx, s, raw, descs[0].MediaType, o, 0)
+		return resolve(ctx, s, raw, descs[0].MediaType, true, o, 0)
 	}
 	// Several entries: one per platform, as index.json of a multi-platform
 	// image written by "oras" or go-containerregistry's layout.Write.
@@ -141,7 +144,7 @@ func (s *layoutSource) resolve(ctx context.Context, tag string, o *options) (*im
 	if err != nil {
 		return nil, err
 	}
-	return resolve(ctx, s, raw, types.OCIImageIndex, o, 0)
+	return resolve(ctx, s, raw, types.OCIImageIndex, true, o, 0)
 }
 
 // descNames returns the names an index.json entry is known by.

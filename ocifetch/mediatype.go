@@ -3,6 +3,7 @@ package ocifetch
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -18,8 +19,12 @@ const (
 
 // classify decides what raw is from its declared media type, falling back to
 // its content when the declaration is missing or generic. Schema 1 is
-// refused with [ErrSchema1].
-func classify(raw []byte, declared types.MediaType) (docKind, types.MediaType, error) {
+// refused with [ErrSchema1]. A document whose own mediaType field, or whose
+// shape (manifests without a config, or a config without manifests), says
+// another kind of document than the declaration is refused with a
+// [*DescriptorError]; with strict (the declaration is a descriptor, not a
+// Content-Type header), so is any other known media type in its field.
+func classify(raw []byte, declared types.MediaType, strict bool) (docKind, types.MediaType, error) {
 	var probe struct {
 		SchemaVersion int             `json:"schemaVersion"`
 		MediaType     types.MediaType `json:"mediaType"`
@@ -33,6 +38,9 @@ func classify(raw []byte, declared types.MediaType) (docKind, types.MediaType, e
 	mt := types.MediaType(strings.TrimSpace(strings.Split(string(declared), ";")[0]))
 	if probe.SchemaVersion == 1 || probe.FSLayers != nil {
 		return 0, mt, ErrSchema1
+	}
+	if err := checkDeclared(mt, probe.MediaType, probe.Manifests != nil, probe.Config != nil, strict); err != nil {
+		return 0, mt, err
 	}
 	if !isManifestType(mt) && !isIndexType(mt) {
 		switch {
@@ -78,4 +86,24 @@ func isLayerType(mt types.MediaType) bool {
 		return true
 	}
 	return false
+}
+
+// checkDeclared compares a declared media type with what the document says
+// of itself: its mediaType field (own) and whether it lists manifests or
+// has a config. Only known manifest and index types are compared.
+func checkDeclared(declared, own types.MediaType, manifests, config bool, strict bool) error {
+	known := func(mt types.MediaType) bool { return isManifestType(mt) || isIndexType(mt) }
+	if !known(declared) {
+		return nil
+	}
+	if known(own) && own != declared && (strict || isIndexType(own) != isIndexType(declared)) {
+		return &DescriptorError{Declared: string(declared), Found: strconv.Quote(string(own))}
+	}
+	switch {
+	case isManifestType(declared) && manifests && !config:
+		return &DescriptorError{Declared: string(declared), Found: "an image index (it lists manifests and has no config)"}
+	case isIndexType(declared) && config && !manifests:
+		return &DescriptorError{Declared: string(declared), Found: "an image manifest (it has a config and lists no manifests)"}
+	}
+	return nil
 }
