@@ -54,7 +54,7 @@ func resolveDockerArchive(ctx context.Context, file, ref string, o *options) (*i
 	}
 	rc, err := fsys.open("manifest.json")
 	if err != nil {
-		return nil, fmt.Errorf("ocifetch: %s is not a docker archive: %w", file, err)
+		return nil, fmt.Errorf("%s is not a docker archive: %w", file, err)
 	}
 	rawManifest, err := readCapped(rc, maxManifestSize, "manifest.json")
 	rc.Close()

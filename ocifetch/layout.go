@@ -86,7 +86,7 @@ func (s *layoutSource) readSmall(name string) ([]byte, error) {
 func (s *layoutSource) resolve(ctx context.Context, tag string, o *options) (*image, error) {
 	layoutFile, err := s.readSmall("oci-layout")
 	if err != nil {
-		return nil, fmt.Errorf("ocifetch: %s is not an OCI image layout: %w", s.name, err)
+		return nil, fmt.Errorf("%s is not an OCI image layout: %w", s.name, err)
 	}
 	var lf struct {
 		Version string `json:"imageLayoutVersion"`

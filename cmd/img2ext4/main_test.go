@@ -88,8 +88,8 @@ func TestUsage(t *testing.T) {
 			if stdout != "" {
 				t.Errorf("stdout %q, want nothing", stdout)
 			}
-			if !strings.HasPrefix(errOut, "img2ext4: ") || strings.Contains(errOut, "img2ext4: img2ext4:") {
-				t.Errorf("stderr %q: want one img2ext4: prefix", errOut)
+			if !strings.HasPrefix(errOut, "img2ext4: ") || strings.Count(errOut, "img2ext4: ") > 1 || strings.Count(errOut, "ocifetch: ") > 1 {
+				t.Errorf("stderr %q: want one img2ext4: prefix, and a package's at most once", errOut)
 			}
 			if tc.code == 2 && !strings.Contains(errOut, "img2ext4 --help") {
 				t.Errorf("usage error %q does not point to --help", errOut)
