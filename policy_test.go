@@ -66,6 +66,9 @@ func policyLayer() []byte {
 			tartest.Xattr("user.", "bare"), tartest.Xattr("user.big", strings.Repeat("b", 64<<10)), tartest.Xattr("user.ok", "kept")),
 		tartest.File(strings.Repeat("long/", 1000)+"f", "deep\n"),
 		tartest.File("d/"+strings.Repeat("n", 256), "long name\n"),
+		// The most one xattr block holds: 32-byte header, 4-byte end, a 20-byte entry for
+		// "full", 4,040 bytes of value.
+		tartest.File("d/full", "f\n", tartest.Xattr("user.full", strings.Repeat("f", 4040))),
 		tartest.File("d/after", "still here\n"),
 	)
 }
@@ -244,6 +247,9 @@ func checkPolicyKernel(t *testing.T, root string) {
 	noAttr(p("link"), "system.posix_acl_access")
 	noAttr(p("cap-ns1000"), "security.capability")
 	noAttr(p("odd"), "user.big")
+	if n, err := unix.Lgetxattr(p("full"), "user.full", make([]byte, 8192)); err != nil || n != 4040 {
+		t.Errorf("full user.full: %d bytes, %v; want 4040", n, err)
+	}
 	buf := make([]byte, 64)
 	if n, err := unix.Lgetxattr(p("odd"), "user.ok", buf); err != nil || string(buf[:n]) != "kept" {
 		t.Errorf("odd user.ok = %q, %v", buf[:n], err)
