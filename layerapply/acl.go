@@ -162,10 +162,10 @@ func aclTagName(tag uint16) string {
 // SCHILY.acl.access and SCHILY.acl.default records ("user::rwx,user:1000:r-x,group::r-x,
 // mask::r-x,other::r-x", entries separated by commas or newlines, "#" comments, tags
 // abbreviated or not, star's numeric id as a fourth field) into the VFS format. A user or
-// group given by name without a numeric id cannot be resolved (the names belong to the
-// machine that wrote the tar) and is an error. The result is not validated: that is
-// [canonicalACL]'s job.
-func textACL(text string) (string, error) {
+// group given by name is resolved with names (nil resolves none), as tar resolves it on
+// the system it extracts to; failing that, star's numeric id is used; failing that, it is
+// an error. The result is not validated: that is [canonicalACL]'s job.
+func textACL(text string, names func(group bool, name string) (uint32, bool)) (string, error) {
 	var es []aclEntry
 	for field := range strings.FieldsFuncSeq(text, func(r rune) bool { return r == ',' || r == '\n' }) {
 		if i := strings.IndexByte(field, '#'); i >= 0 {
@@ -175,7 +175,7 @@ func textACL(text string) (string, error) {
 		if field == "" {
 			continue
 		}
-		e, err := textACLEntry(field)
+		e, err := textACLEntry(field, names)
 		if err != nil {
 			return "", err
 		}
@@ -187,7 +187,7 @@ func textACL(text string) (string, error) {
 	return encodeACL(es), nil
 }
 
-func textACLEntry(s string) (aclEntry, error) {
+func textACLEntry(s string, names func(group bool, name string) (uint32, bool)) (aclEntry, error) {
 	parts := strings.Split(s, ":")
 	for i := range parts {
 		parts[i] = strings.TrimSpace(parts[i])
@@ -239,14 +239,25 @@ func textACLEntry(s string) (aclEntry, error) {
 		return aclEntry{}, fmt.Errorf("text ACL entry %q: %s takes no qualifier", s, parts[0])
 	}
 	e.tag <<= 1 // USER_OBJ -> USER, GROUP_OBJ -> GROUP
-	id, err := strconv.ParseUint(qual, 10, 32)
-	if err != nil {
-		if id, err = strconv.ParseUint(extra, 10, 32); err != nil {
-			return aclEntry{}, fmt.Errorf("text ACL entry %q names %s %q, which cannot be resolved to an id here", s, aclTagName(e.tag), qual)
+	if id, err := strconv.ParseUint(qual, 10, 32); err == nil {
+		e.id = uint32(id)
+		return e, nil
+	}
+	if names != nil {
+		if id, ok := names(e.tag == aclGroup, qual); ok {
+			e.id = id
+			return e, nil
 		}
 	}
-	e.id = uint32(id)
-	return e, nil
+	if id, err := strconv.ParseUint(extra, 10, 32); err == nil {
+		e.id = uint32(id)
+		return e, nil
+	}
+	file := "/etc/passwd"
+	if e.tag == aclGroup {
+		file = "/etc/group"
+	}
+	return aclEntry{}, fmt.Errorf("text ACL entry %q names %s %q, which the image's %s does not list (as merged so far)", s, aclTagName(e.tag), qual, file)
 }
 
 func textACLPerms(s string) (uint16, error) {

@@ -260,7 +260,7 @@ func FuzzTextACL(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		v, err := textACL(s)
+		v, err := textACL(s, nil)
 		if err != nil {
 			return
 		}
@@ -284,7 +284,7 @@ func FuzzTextACL(f *testing.F) {
 		}
 		if back, err := aclText(v); err != nil {
 			t.Fatalf("aclText(textACL(%q)): %v", s, err)
-		} else if again, err := textACL(back); err != nil || again != v {
+		} else if again, err := textACL(back, nil); err != nil || again != v {
 			t.Fatalf("text %q -> %x -> %q -> %x, %v", s, v, back, again, err)
 		}
 	})

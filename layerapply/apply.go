@@ -147,12 +147,13 @@ type applier struct {
 	opts *options
 	root *node
 
-	layer   int             // index of the layer being applied
-	digest  string          // its digest, for errors
-	pending []*tar.Header   // hard links whose target had not appeared yet
-	skipped map[string]bool // clean names of entries left out (see skipEntry)
-	entries int64
-	bytes   int64
+	layer    int             // index of the layer being applied
+	digest   string          // its digest, for errors
+	pending  []*tar.Header   // hard links whose target had not appeared yet
+	skipped  map[string]bool // clean names of entries left out (see skipEntry)
+	accounts accounts        // users and groups of the merged /etc/passwd and /etc/group
+	entries  int64
+	bytes    int64
 
 	buf     []byte
 	dec     layerstream.Decoder // reused from layer to layer
@@ -385,6 +386,7 @@ func (a *applier) create(name string, hdr *tar.Header, body io.Reader) error {
 	if hdr.Typeflag != tar.TypeReg {
 		body = nil
 	}
+	body = a.accounts.capture(full, hdr, body) // names for text ACLs
 	if err := a.sink.Entry(h, body); err != nil {
 		return err
 	}

@@ -34,7 +34,8 @@
 // attribute namespaces ext4 has no index for (system.nfs4_acl, btrfs.*), names over 255
 // bytes and attributes beyond one 4 KiB block are dropped; valid ACLs out of order are
 // sorted; GNU tar's text ACLs (SCHILY.acl.access, SCHILY.acl.default) become
-// system.posix_acl_* attributes; entries whose name or link target passes PATH_MAX, or with
+// system.posix_acl_* attributes, user and group names resolved against the image's own
+// /etc/passwd and /etc/group as merged so far; entries whose name or link target passes PATH_MAX, or with
 // a path element over 255 bytes, are skipped. Each of these is reported through
 // [WithWarnings]; [WithStrict] makes the losses errors.
 //

@@ -77,7 +77,7 @@ func (a *applier) xattrs(hdr *tar.Header) ([]Xattr, error) {
 	if len(hdr.PAXRecords) == 0 || hdr.Typeflag == tar.TypeLink {
 		return nil, nil
 	}
-	xs, notes, err := collectXattrs(hdr.PAXRecords, a.opts.limits.XattrBytes)
+	xs, notes, err := collectXattrs(hdr.PAXRecords, a.opts.limits.XattrBytes, a.accounts.lookup)
 	if err != nil || len(xs)+len(notes) == 0 {
 		return nil, err
 	}

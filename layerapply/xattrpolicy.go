@@ -293,8 +293,9 @@ const (
 // SCHILY.acl.default, converted to the VFS format). When two records give the same
 // attribute, SCHILY.xattr wins over LIBARCHIVE.xattr, which wins over a text ACL. Records
 // that cannot be decoded are dropped with a note. The names and values of the records
-// together may not pass limit bytes.
-func collectXattrs(recs map[string]string, limit int) ([]kv, []note, error) {
+// together may not pass limit bytes. names resolves the users and groups that text ACLs
+// give by name (see [textACL]).
+func collectXattrs(recs map[string]string, limit int, names func(group bool, name string) (uint32, bool)) ([]kv, []note, error) {
 	keys := make([]string, 0, len(recs))
 	total := 0
 	for k, v := range recs {
@@ -339,7 +340,7 @@ func collectXattrs(recs map[string]string, limit int) ([]kv, []note, error) {
 			if strings.TrimSpace(v) == "" {
 				continue // star writes empty records for files without ACLs
 			}
-			acl, err := textACL(v)
+			acl, err := textACL(v, names)
 			if err != nil {
 				notes = append(notes, note{name, ActionDropped, k + ": " + err.Error()})
 				continue

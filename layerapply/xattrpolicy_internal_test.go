@@ -156,7 +156,10 @@ func TestTextACL(t *testing.T) {
 		{"default prefix", "default:user::rwx,default:group::r-x,default:other::---",
 			acl(1, 7, u, 4, 5, u, 0x20, 0, u), ""},
 		{"kept out of order", "other::r--,user::rw-,group::r--", acl(0x20, 4, u, 1, 6, u, 4, 4, u), ""},
-		{"name without id", "user::rw-\nuser:cloudsdk:r-x\ngroup::r--\nmask::r-x\nother::r--\n", "", `names user "cloudsdk"`},
+		{"names from the image", "user::rw-\nuser:cloudsdk:r-x\ngroup::r--\ngroup:staff:rw-\nmask::rwx\nother::r--\n",
+			acl(1, 6, u, 2, 5, 1000, 4, 4, u, 8, 6, 50, 0x10, 7, u, 0x20, 4, u), ""},
+		{"user name is no group name", "user::rw-,group:cloudsdk:r-x,group::r--,mask::r-x,other::r--", "", `names group "cloudsdk", which the image's /etc/group`},
+		{"unknown name", "user::rw-\nuser:nobody-here:r-x\ngroup::r--\nmask::r-x\nother::r--\n", "", `names user "nobody-here", which the image's /etc/passwd does not list`},
 		{"bad tag", "user::rwx,world::r--", "", `unknown tag "world"`},
 		{"bad perm", "user::rwz,group::r--,other::r--", "", `'z'`},
 		{"repeated perm", "user::rr-,group::r--,other::r--", "", "twice"},
@@ -166,7 +169,11 @@ func TestTextACL(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := textACL(tc.text)
+			got, err := textACL(tc.text, func(group bool, name string) (uint32, bool) {
+				ids := map[bool]map[string]uint32{false: {"cloudsdk": 1000}, true: {"staff": 50}}
+				id, ok := ids[group][name]
+				return id, ok
+			})
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err = %v, want one saying %q", err, tc.err)

@@ -207,3 +207,60 @@ func TestPolicyStrict(t *testing.T) {
 		})
 	}
 }
+
+// TestTextACLNames: GNU tar 1.34 writes named ACL entries by name even with
+// --numeric-owner (the records below are what it wrote for a file with
+// "setfacl -m u:1000:r-x,g:50:rw"); the names resolve against the image's own
+// /etc/passwd and /etc/group as merged when the entry comes, as tar resolves them on the
+// system it extracts to.
+func TestTextACLNames(t *testing.T) {
+	gnu := "user::rw-\nuser:cloudsdk:r-x\ngroup::r--\ngroup:staff:rw-\nmask::rwx\nother::r--\n"
+	base := tartest.Tar(
+		tartest.Dir("etc"),
+		tartest.File("etc/passwd", "root:x:0:0:root:/root:/bin/sh\ncloudsdk:x:1000:1000::/home/cloudsdk:/bin/sh\n"),
+		tartest.File("etc/group", "root:x:0:\nstaff:x:50:\n"),
+	)
+	upper := tartest.Tar(
+		tartest.File("app", "before etc in this layer\n", tartest.PAX("SCHILY.acl.access", strings.ReplaceAll(gnu, "cloudsdk", "svc"))),
+		tartest.File("data", "named\n", tartest.Mode(0o674), tartest.PAX("SCHILY.acl.access", gnu)),
+		tartest.File("etc/passwd", "root:x:0:0:root:/root:/bin/sh\ncloudsdk:x:1000:1000::/home/cloudsdk:/bin/sh\nsvc:x:2000:2000::/:/bin/false\n"),
+		tartest.File("later", "named\n", tartest.PAX("SCHILY.acl.access", strings.ReplaceAll(gnu, "cloudsdk", "svc"))),
+	)
+	var buf bytes.Buffer
+	s, _ := layerapply.NewTar(&buf, t.TempDir())
+	var warns []layerapply.Warning
+	if err := layerapply.Apply(context.Background(), s, tartest.Image(base, upper),
+		layerapply.WithWarnings(func(w layerapply.Warning) { warns = append(warns, w) })); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	tr := tar.NewReader(&buf)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[h.Name] = h.PAXRecords["SCHILY.xattr.system.posix_acl_access"]
+	}
+	want := func(uid uint32) string {
+		return vfsACL(1, 6, noID, 2, 5, uid, 4, 4, noID, 8, 6, 50, 0x10, 7, noID, 0x20, 4, noID)
+	}
+	if got["data"] != want(1000) {
+		t.Errorf("data ACL = %x, want %x", got["data"], want(1000))
+	}
+	if got["later"] != want(2000) {
+		t.Errorf("later ACL = %x, want %x (svc from the upper layer's /etc/passwd)", got["later"], want(2000))
+	}
+	if got["app"] != "" {
+		t.Errorf("app has ACL %x; svc was not yet in /etc/passwd", got["app"])
+	}
+	if len(warns) != 1 || warns[0].Path != "app" || !strings.Contains(warns[0].Reason, `"svc"`) {
+		t.Errorf("warnings %+v, want one for app's unknown user svc", warns)
+	}
+}
