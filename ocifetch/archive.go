@@ -52,6 +52,11 @@ func resolveDockerArchive(ctx context.Context, file, ref string, o *options) (*i
 	if err != nil {
 		return nil, err
 	}
+	return resolveDockerArchiveFS(ctx, fsys, file, ref, o)
+}
+
+// resolveDockerArchiveFS is resolveDockerArchive on the indexed archive fsys.
+func resolveDockerArchiveFS(ctx context.Context, fsys *tarFS, file, ref string, o *options) (*image, error) {
 	rc, err := fsys.open("manifest.json")
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a docker archive: %w", file, err)

@@ -10,7 +10,12 @@
 //   - "oci-archive:FILE[:TAG]", a tar of an OCI image layout;
 //   - "docker-archive:FILE[:REF]", the output of "docker save", in both the
 //     legacy manifest.json form and the newer OCI-layout form; REF is one of
-//     its RepoTags or "@N" for its N-th image.
+//     its RepoTags or "@N" for its N-th image;
+//   - a local path without a transport ("/srv/images/app", "./hello-oci:v1",
+//     "../save.tar.gz"): an OCI layout directory, or an archive whose content
+//     tells OCI from docker. A bare name that is a valid registry reference
+//     ("hello-oci") stays one, unless a local image of that name exists: that
+//     is refused as ambiguous, naming both spellings.
 //
 // Archives are read in place by indexing their tar headers; a gzip- or
 // zstd-compressed archive is first decompressed to an unlinked temporary file.

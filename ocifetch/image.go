@@ -103,6 +103,23 @@ func resolveImage(ctx context.Context, r reference, o *options) (*image, error) 
 		return src.resolve(ctx, r.tag, o)
 	case transportDockerArchive:
 		return resolveDockerArchive(ctx, r.path, r.tag, o)
+	case transportArchive:
+		// An OCI layout archive has an index.json; docker save's has a manifest.json
+		// (and, since Docker 25, an index.json as well, which serves as OCI).
+		fsys, err := indexTar(r.path, o.tempDir)
+		if err != nil {
+			return nil, err
+		}
+		_, oci := fsys.files["index.json"]
+		_, docker := fsys.files["manifest.json"]
+		switch {
+		case !oci && !docker:
+			return nil, fmt.Errorf("ocifetch: archive %s holds neither an OCI layout (index.json) nor a docker save (manifest.json)", r.path)
+		case !oci:
+			return resolveDockerArchiveFS(ctx, fsys, r.path, r.tag, o)
+		}
+		src := &layoutSource{fs: fsys, name: r.path}
+		return src.resolve(ctx, r.tag, o)
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnsupportedTransport, r.transport)
 }

@@ -1,11 +1,15 @@
 package ocifetch
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/img2ext4/img2ext4/layerstream"
 )
 
 // transport names where an image comes from.
@@ -16,6 +20,7 @@ const (
 	transportOCI
 	transportOCIArchive
 	transportDockerArchive
+	transportArchive // a local archive named without a transport: OCI or docker, as its content says
 )
 
 func (t refTransport) String() string {
@@ -26,6 +31,8 @@ func (t refTransport) String() string {
 		return "oci-archive"
 	case transportDockerArchive:
 		return "docker-archive"
+	case transportArchive:
+		return "archive"
 	default:
 		return "docker"
 	}
@@ -92,6 +99,9 @@ func parseReference(s string) (reference, error) {
 	case strings.HasPrefix(s, "https://"):
 		s, sch = strings.TrimPrefix(s, "https://"), schemeHTTPS
 	default:
+		if r, ok, err := localReference(s); ok || err != nil {
+			return r, err
+		}
 		if prefix, rest, ok := strings.Cut(s, ":"); ok && !strings.Contains(prefix, "/") && !startsWithPort(rest) {
 			for _, u := range unsupportedTransports {
 				if prefix == u {
@@ -128,4 +138,81 @@ func startsWithPort(s string) bool {
 		i++
 	}
 	return i > 0 && (i == len(s) || s[i] == '/')
+}
+
+// localHint names the transports a local image needs.
+const localHint = "a local image is an OCI layout directory (oci:DIR[:TAG]) or an archive file (oci-archive:FILE[:TAG], docker-archive:FILE[:REF])"
+
+// localReference recognises a local image named without a transport. A path written as
+// one ("/srv/images/app", "./hello-oci", "../img.tar", with an optional ":TAG") or a
+// string that cannot be a registry reference names a local image: an OCI layout
+// directory, or an archive file whose content tells OCI from docker. A string that is
+// also a valid registry reference ("hello-oci", "app.tar") stays a registry reference,
+// unless a local image of that name exists: then it is ambiguous and refused with the
+// spellings of both. ok is false when s is a registry reference.
+func localReference(s string) (r reference, ok bool, err error) {
+	explicit := strings.HasPrefix(s, "/") || strings.HasPrefix(s, "./") || strings.HasPrefix(s, "../") || s == "." || s == ".."
+	_, refErr := name.ParseReference(s)
+	if !explicit && refErr == nil {
+		if kind, _ := localKind(s); kind != transportRegistry {
+			return reference{}, false, fmt.Errorf("ocifetch: %q names both a local image and a registry image: write %s:%s (or ./%s) for the local one, docker://%s for the registry", s, localTransportName(kind), s, s, s)
+		}
+		return reference{}, false, nil
+	}
+	path, tag := s, ""
+	kind, kerr := localKind(path)
+	for i := 0; errors.Is(kerr, fs.ErrNotExist) && i < len(s); i++ {
+		if s[i] == ':' && i > 0 { // PATH:TAG, the tag itself may hold colons
+			if k, e := localKind(s[:i]); !errors.Is(e, fs.ErrNotExist) {
+				path, tag, kind, kerr = s[:i], s[i+1:], k, e
+			}
+		}
+	}
+	switch {
+	case errors.Is(kerr, fs.ErrNotExist) && !explicit:
+		return reference{}, false, nil // not local: the reference's own error follows
+	case kerr != nil:
+		return reference{}, false, fmt.Errorf("ocifetch: local image %s: %w (%s)", path, kerr, localHint)
+	case kind == transportRegistry:
+		return reference{}, false, fmt.Errorf("ocifetch: local image %s: neither an OCI layout directory (no oci-layout file) nor an image archive (%s)", path, localHint)
+	}
+	return reference{transport: kind, path: path, tag: tag}, true, nil
+}
+
+func localTransportName(t refTransport) string {
+	if t == transportArchive {
+		return "oci-archive"
+	}
+	return t.String()
+}
+
+// localKind tells what the local path holds: an OCI layout directory (transportOCI), a
+// tar file, plain or gzip- or zstd-compressed (transportArchive), or something else
+// (transportRegistry). The error is the path's own.
+func localKind(path string) (refTransport, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return transportRegistry, errors.Unwrap(err)
+	}
+	if fi.IsDir() {
+		if st, err := os.Stat(path + "/oci-layout"); err == nil && st.Mode().IsRegular() {
+			return transportOCI, nil
+		}
+		return transportRegistry, nil
+	}
+	if !fi.Mode().IsRegular() {
+		return transportRegistry, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return transportRegistry, errors.Unwrap(err)
+	}
+	defer f.Close()
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(f, head)
+	head = head[:n]
+	if layerstream.Sniff(head) != layerstream.None || (n == 512 && string(head[257:262]) == "ustar") {
+		return transportArchive, nil
+	}
+	return transportRegistry, nil
 }

@@ -366,3 +366,25 @@ func TestDirTargets(t *testing.T) {
 		}
 	})
 }
+
+// TestLocalPathCLI converts a local OCI layout named by its path alone, and refuses a
+// missing local path and an ambiguous bare name with exit 2 and the transport to write.
+func TestLocalPathCLI(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "rootfs")
+	if code, _, errOut := runCLI(t, "", "-q", "--format", "dir", hello, out); code != 0 {
+		t.Fatalf("%s: exit %d: %s", hello, code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(out, "usr/bin/hello")); err != nil {
+		t.Error(err)
+	}
+	t.Chdir(filepath.Dir(hello))
+	for src, want := range map[string]string{
+		"./missing-oci": "local image ./missing-oci: no such file or directory (a local image is an OCI layout directory (oci:DIR[:TAG])",
+		"hello-oci":     "write oci:hello-oci (or ./hello-oci) for the local one, docker://hello-oci for the registry",
+	} {
+		code, _, errOut := runCLI(t, "", "-q", "--format", "tar", src, "-")
+		if code != 2 || !strings.Contains(errOut, want) {
+			t.Errorf("%s: exit %d, want 2 and %q: %s", src, code, want, errOut)
+		}
+	}
+}
