@@ -49,7 +49,7 @@ func NewMerger(s Sink, opts ...Option) (*Merger, error) {
 		ctx:  context.Background(),
 		sink: s,
 		opts: o,
-		root: &node{typ: tar.TypeDir, layer: -1, upper: -1},
+		root: &node{typ: tar.TypeDir, upper: -1},
 		buf:  make([]byte, 256<<10),
 	}}, nil
 }
@@ -321,7 +321,7 @@ func (a *applier) header(name string, hdr *tar.Header) (*Entry, error) {
 
 // mkdirImplicit creates a parent directory that the layer did not list.
 func (a *applier) mkdirImplicit(parent *node, name string) (*node, error) {
-	n := &node{name: name, typ: tar.TypeDir, layer: a.layer}
+	n := newNode(name, tar.TypeDir, "")
 	e := Entry{Type: TypeDir, Path: parent.join(name), Mode: 0o755, ModTime: a.mtime}
 	if err := a.sink.Entry(&e, nil); err != nil {
 		return nil, err
@@ -357,7 +357,6 @@ func (a *applier) create(name string, hdr *tar.Header, body io.Reader) error {
 		if err != nil {
 			return err
 		}
-		a.root.layer = a.layer
 		a.root.markUpper(a.layer)
 		return a.sink.Entry(h, nil)
 	}
@@ -369,12 +368,11 @@ func (a *applier) create(name string, hdr *tar.Header, body io.Reader) error {
 	if err != nil {
 		return err
 	}
-	if old := parent.children[base]; old != nil {
+	if old := parent.child(base); old != nil {
 		if old.isDir() && hdr.Typeflag == tar.TypeDir {
 			if err := a.sink.Entry(h, nil); err != nil {
 				return err
 			}
-			old.layer = a.layer
 			old.markUpper(a.layer)
 			return nil
 		}
@@ -390,10 +388,7 @@ func (a *applier) create(name string, hdr *tar.Header, body io.Reader) error {
 	if err := a.sink.Entry(h, body); err != nil {
 		return err
 	}
-	n := &node{name: base, typ: hdr.Typeflag, layer: a.layer}
-	if hdr.Typeflag == tar.TypeSymlink {
-		n.target = hdr.Linkname
-	}
+	n := newNode(base, hdr.Typeflag, hdr.Linkname)
 	parent.add(n)
 	n.markUpper(a.layer)
 	return nil
@@ -423,7 +418,7 @@ func (a *applier) link(hdr *tar.Header, final bool) error {
 	}
 	var target *node
 	if lparent != nil {
-		target = lparent.children[lbase]
+		target = lparent.child(lbase)
 	}
 	if target == nil {
 		if !final {
@@ -443,7 +438,7 @@ func (a *applier) link(hdr *tar.Header, final bool) error {
 	if err != nil {
 		return err
 	}
-	old := parent.children[base]
+	old := parent.child(base)
 	if old == target {
 		return nil // a link to itself changes nothing
 	}
@@ -461,7 +456,7 @@ func (a *applier) link(hdr *tar.Header, final bool) error {
 	if err := a.sink.Entry(h, nil); err != nil {
 		return err
 	}
-	n := &node{name: base, typ: target.typ, target: target.target, layer: a.layer}
+	n := newNode(base, target.typ, target.target())
 	parent.add(n)
 	n.markUpper(a.layer)
 	return nil
@@ -484,7 +479,7 @@ func (a *applier) lookupNoFollow(name string) (*node, error) {
 	case parent == nil:
 		return nil, nil
 	}
-	return parent.children[base], nil
+	return parent.child(base), nil
 }
 
 // whiteout removes target and everything below it that lower layers wrote.
@@ -505,12 +500,12 @@ func (a *applier) opaque(dir string) error {
 	if d.typ == tar.TypeSymlink {
 		return fmt.Errorf("%w: opaque marker under symbolic link %q", ErrUnsafePath, d.path())
 	}
-	if !d.isDir() || len(d.children) == 0 {
+	if !d.isDir() || len(d.kids()) == 0 {
 		return nil
 	}
 	upper := false
-	for _, c := range d.children {
-		if c.upper >= a.layer {
+	for _, c := range d.kids() {
+		if int(c.upper) >= a.layer {
 			upper = true
 			break
 		}
@@ -519,7 +514,7 @@ func (a *applier) opaque(dir string) error {
 		if err := a.sink.Opaque(d.path()); err != nil {
 			return err
 		}
-		d.children = nil
+		d.clearChildren()
 		return nil
 	}
 	return a.removeLowerChildren(d)
@@ -528,7 +523,7 @@ func (a *applier) opaque(dir string) error {
 // removeLower removes n, or when this layer wrote n or something below it, the lower-layer
 // parts of n's subtree.
 func (a *applier) removeLower(n *node) error {
-	if n.upper < a.layer {
+	if int(n.upper) < a.layer {
 		if err := a.sink.Whiteout(n.path()); err != nil {
 			return err
 		}
@@ -539,13 +534,13 @@ func (a *applier) removeLower(n *node) error {
 }
 
 func (a *applier) removeLowerChildren(d *node) error {
-	names := make([]string, 0, len(d.children))
-	for name := range d.children {
+	names := make([]string, 0, len(d.kids()))
+	for name := range d.kids() {
 		names = append(names, name)
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		if err := a.removeLower(d.children[name]); err != nil {
+		if err := a.removeLower(d.child(name)); err != nil {
 			return err
 		}
 	}

@@ -98,13 +98,13 @@ func (r *rootFS) lookup(name string, follow bool) (parent *node, base string, n 
 		if p == nil {
 			return nil, "", nil, fs.ErrNotExist
 		}
-		n := p.children[b]
+		n := p.child(b)
 		if n == nil || !follow || n.typ != tar.TypeSymlink {
 			return p, b, n, nil
 		}
 		// Follow the final link inside the root: an absolute target starts again at the
 		// root, a relative one at the link's directory.
-		t := n.target
+		t := n.target()
 		if strings.HasPrefix(t, "/") {
 			start, cur = r.a.root, strings.Trim(t, "/")
 		} else {
@@ -160,8 +160,8 @@ func (r *rootFS) ReadDir(name string) ([]fs.DirEntry, error) {
 	if !d.isDir() {
 		return nil, pathErr("readdir", name, syscall.ENOTDIR)
 	}
-	names := make([]string, 0, len(d.children))
-	for n := range d.children {
+	names := make([]string, 0, len(d.kids()))
+	for n := range d.kids() {
 		names = append(names, n)
 	}
 	slices.Sort(names)
@@ -184,7 +184,7 @@ func (r *rootFS) Readlink(name string) (string, error) {
 	if n.typ != tar.TypeSymlink {
 		return "", pathErr("readlink", name, syscall.EINVAL)
 	}
-	return n.target, nil
+	return n.target(), nil
 }
 
 func (r *rootFS) Open(name string) (fs.File, error) {
@@ -254,7 +254,7 @@ func (r *rootFS) WriteFile(name string, body io.Reader, perm fs.FileMode) error 
 
 // add records a new entry in the tree of names.
 func (r *rootFS) add(parent *node, base string, typ byte, target string) *node {
-	n := &node{name: base, typ: typ, target: target, layer: r.a.layer}
+	n := newNode(base, typ, target)
 	parent.add(n)
 	n.markUpper(r.a.layer)
 	return n
@@ -375,13 +375,13 @@ func (r *rootFS) RemoveAll(name string) error {
 		return pathErr("remove", name, err)
 	}
 	if n.parent == nil { // the root: empty it
-		if len(n.children) == 0 {
+		if len(n.kids()) == 0 {
 			return nil
 		}
 		if err := r.a.sink.Opaque("."); err != nil {
 			return pathErr("remove", name, err)
 		}
-		n.children = nil
+		n.clearChildren()
 		return nil
 	}
 	if err := r.a.sink.Whiteout(n.path()); err != nil {

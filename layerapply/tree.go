@@ -12,15 +12,62 @@ import (
 const maxSymlinkHops = 40
 
 // node is the applier's view of one name in the merged tree: just enough to resolve paths
-// and to tell which layer wrote what. It carries no content and no metadata beyond that.
+// and to tell which layer wrote what. It carries no content and no metadata beyond that,
+// and stays small because most nodes are regular files: what only directories and
+// symbolic links need lives in ext.
 type node struct {
-	name     string
-	parent   *node
-	typ      byte   // tar type flag: TypeDir, TypeSymlink, TypeReg, ...
-	target   string // symlink target
-	layer    int    // layer that last wrote this node
-	upper    int    // highest layer that wrote this node or anything below it
-	children map[string]*node
+	name   string
+	parent *node
+	ext    *nodeExt // nil for anything but a directory with children or a symbolic link
+	upper  int32    // highest layer that wrote this node or anything below it
+	typ    byte     // tar type flag: TypeDir, TypeSymlink, TypeReg, ...
+}
+
+// nodeExt holds what a directory or a symbolic link needs beyond a node.
+type nodeExt struct {
+	children map[string]*node // of a directory
+	target   string           // of a symbolic link
+}
+
+// newNode returns a node for a new entry named name (copied, so that it does not keep the
+// tar header's whole name alive).
+func newNode(name string, typ byte, target string) *node {
+	n := &node{name: strings.Clone(name), typ: typ}
+	if typ == tar.TypeSymlink {
+		n.ext = &nodeExt{target: target}
+	}
+	return n
+}
+
+// child returns the child called name of a directory, or nil.
+func (n *node) child(name string) *node {
+	if n.ext == nil {
+		return nil
+	}
+	return n.ext.children[name]
+}
+
+// kids returns the children of a directory (nil when it has none); do not change the map.
+func (n *node) kids() map[string]*node {
+	if n.ext == nil {
+		return nil
+	}
+	return n.ext.children
+}
+
+// clearChildren forgets every child of a directory.
+func (n *node) clearChildren() {
+	if n.ext != nil {
+		n.ext.children = nil
+	}
+}
+
+// target returns a symbolic link's target.
+func (n *node) target() string {
+	if n.ext == nil {
+		return ""
+	}
+	return n.ext.target
 }
 
 func (n *node) isDir() bool { return n.typ == tar.TypeDir }
@@ -76,22 +123,25 @@ func (n *node) join(base string) string {
 }
 
 func (n *node) markUpper(layer int) {
-	for p := n; p != nil && p.upper < layer; p = p.parent {
-		p.upper = layer
+	for p := n; p != nil && int(p.upper) < layer; p = p.parent {
+		p.upper = int32(layer)
 	}
 }
 
 func (n *node) add(child *node) {
-	if n.children == nil {
-		n.children = make(map[string]*node)
+	if n.ext == nil {
+		n.ext = &nodeExt{}
+	}
+	if n.ext.children == nil {
+		n.ext.children = make(map[string]*node)
 	}
 	child.parent = n
-	n.children[child.name] = child
+	n.ext.children[child.name] = child
 }
 
 func (n *node) remove() {
 	if n.parent != nil {
-		delete(n.parent.children, n.name)
+		delete(n.parent.ext.children, n.name)
 		n.parent = nil
 	}
 }
@@ -140,7 +190,7 @@ func resolveFrom(root, cur *node, dir string, follow bool, mkdir func(parent *no
 			}
 			continue
 		}
-		child := cur.children[elem]
+		child := cur.child(elem)
 		if child == nil {
 			if mkdir == nil {
 				return nil, nil
@@ -161,7 +211,7 @@ func resolveFrom(root, cur *node, dir string, follow bool, mkdir func(parent *no
 			if hops > maxSymlinkHops {
 				return nil, fmt.Errorf("%s: too many levels of symbolic links", dir)
 			}
-			t := child.target
+			t := child.target()
 			if strings.HasPrefix(t, "/") {
 				cur = root
 				t = strings.TrimLeft(t, "/")
