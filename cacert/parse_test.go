@@ -69,8 +69,8 @@ func TestInstallValidity(t *testing.T) {
 		Subject: pkix.Name{CommonName: "Old CA"}, NotBefore: time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC),
 		NotAfter: time.Date(2002, 1, 1, 0, 0, 0, 0, time.UTC), BasicConstraintsValid: true, IsCA: true,
 	})
-	root := t.TempDir()
-	rep, err := cacert.Install(context.Background(), dirFS{root}, []*x509.Certificate{expired.Cert})
+	fsys, root := rootFS(t, nil)
+	rep, err := cacert.Install(context.Background(), fsys, []*x509.Certificate{expired.Cert})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,12 +80,14 @@ func TestInstallValidity(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "etc/ssl/certs/ca-certificates.crt")); err != nil {
 		t.Errorf("no bundle written: %v", err)
 	}
-	_, err = cacert.Install(context.Background(), dirFS{t.TempDir()}, []*x509.Certificate{expired.Cert}, cacert.WithStrict(true))
+	fsys, _ = rootFS(t, nil)
+	_, err = cacert.Install(context.Background(), fsys, []*x509.Certificate{expired.Cert}, cacert.WithStrict(true))
 	if !errors.Is(err, cacert.ErrValidity) {
 		t.Errorf("strict: err = %v, want ErrValidity", err)
 	}
 	leafCA := trusttest.NewCAFromTemplate(t, &x509.Certificate{Subject: pkix.Name{CommonName: "leaf"}, NotBefore: time.Unix(0, 0), NotAfter: time.Unix(4e9, 0)})
-	_, err = cacert.Install(context.Background(), dirFS{t.TempDir()}, []*x509.Certificate{leafCA.Cert})
+	fsys, _ = rootFS(t, nil)
+	_, err = cacert.Install(context.Background(), fsys, []*x509.Certificate{leafCA.Cert})
 	if !errors.Is(err, cacert.ErrNotCA) {
 		t.Errorf("leaf: err = %v, want ErrNotCA", err)
 	}
@@ -96,14 +98,13 @@ func TestInstallValidity(t *testing.T) {
 func TestInstallJavaPassword(t *testing.T) {
 	p := trusttest.NewPKI(t)
 	l := trusttest.Debian(t, p)
-	root := t.TempDir()
-	trusttest.Extract(t, root, l.Entries)
+	fsys, root := rootFS(t, l.Entries)
 	ks := filepath.Join(root, "etc/ssl/certs/java/cacerts")
 	orig, err := os.ReadFile(ks)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := cacert.Install(context.Background(), dirFS{root}, []*x509.Certificate{p.Corp.Cert}, cacert.WithJavaPassword("wrong"))
+	rep, err := cacert.Install(context.Background(), fsys, []*x509.Certificate{p.Corp.Cert}, cacert.WithJavaPassword("wrong"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,9 +114,8 @@ func TestInstallJavaPassword(t *testing.T) {
 	if now, _ := os.ReadFile(ks); string(now) != string(orig) {
 		t.Error("keystore changed")
 	}
-	root2 := t.TempDir()
-	trusttest.Extract(t, root2, l.Entries)
-	if _, err := cacert.Install(context.Background(), dirFS{root2}, []*x509.Certificate{p.Corp.Cert}, cacert.WithJavaPassword("wrong"), cacert.WithStrict(true)); err == nil {
+	fsys2, _ := rootFS(t, l.Entries)
+	if _, err := cacert.Install(context.Background(), fsys2, []*x509.Certificate{p.Corp.Cert}, cacert.WithJavaPassword("wrong"), cacert.WithStrict(true)); err == nil {
 		t.Error("strict: no error")
 	}
 }
@@ -125,15 +125,14 @@ func TestInstallJavaPassword(t *testing.T) {
 func TestInstallOneIntoEmpty(t *testing.T) {
 	trusttest.Need(t, "openssl")
 	p := trusttest.NewPKI(t)
-	root := t.TempDir()
-	trusttest.Extract(t, root, trusttest.Empty(t, p).Entries)
-	if _, err := cacert.Install(context.Background(), dirFS{root}, []*x509.Certificate{p.Corp.Cert}); err != nil {
+	fsys, root := rootFS(t, trusttest.Empty(t, p).Entries)
+	if _, err := cacert.Install(context.Background(), fsys, []*x509.Certificate{p.Corp.Cert}); err != nil {
 		t.Fatal(err)
 	}
 	trusttest.CheckBundle(t, root, "/etc/ssl/certs/ca-certificates.crt", p.LeafFile)
 	trusttest.CheckCADir(t, root, "/etc/ssl/certs", p.LeafFile)
 	// A second CA later: the bundle then holds two, and rehash's rules still hold.
-	if _, err := cacert.Install(context.Background(), dirFS{root}, []*x509.Certificate{p.Twin.Cert}); err != nil {
+	if _, err := cacert.Install(context.Background(), fsys, []*x509.Certificate{p.Twin.Cert}); err != nil {
 		t.Fatal(err)
 	}
 	trusttest.CheckCADir(t, root, "/etc/ssl/certs", p.LeafFile, p.TwinLeafFile)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/img2ext4/img2ext4/cacert"
+	"github.com/img2ext4/img2ext4/internal/tartest"
 	"github.com/img2ext4/img2ext4/internal/trusttest"
 )
 
@@ -108,21 +109,27 @@ func TestRehashMatchesOpenSSL(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var dirs [2]string
-			for i := range dirs {
-				dirs[i] = t.TempDir()
-				for n, content := range base {
-					if err := os.WriteFile(filepath.Join(dirs[i], n), []byte(content), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
-				for n, target := range tc.links {
-					if err := os.Symlink(target, filepath.Join(dirs[i], n)); err != nil {
-						t.Fatal(err)
-					}
+			var entries []tartest.Entry
+			for n, content := range base {
+				entries = append(entries, tartest.File(n, content))
+			}
+			for n, target := range tc.links {
+				entries = append(entries, tartest.Symlink(n, target))
+			}
+			fsys, ours := rootFS(t, entries)
+			theirs := t.TempDir()
+			for n, content := range base {
+				if err := os.WriteFile(filepath.Join(theirs, n), []byte(content), 0o644); err != nil {
+					t.Fatal(err)
 				}
 			}
-			if _, _, _, err := cacert.Rehash(dirFS{dirs[0]}, "/"); err != nil {
+			for n, target := range tc.links {
+				if err := os.Symlink(target, filepath.Join(theirs, n)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			dirs := [2]string{ours, theirs}
+			if _, _, _, err := cacert.Rehash(fsys, "/"); err != nil {
 				t.Fatal(err)
 			}
 			if out, err := exec.Command("openssl", "rehash", dirs[1]).CombinedOutput(); err != nil {

@@ -13,43 +13,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
-
-	"github.com/img2ext4/img2ext4/internal/tartest"
 )
-
-// Extract writes the entries into the host directory root (directories, files and
-// symbolic links, with modes and times; owners only as root).
-func Extract(t testing.TB, root string, entries []tartest.Entry) {
-	t.Helper()
-	for _, e := range entries {
-		p := filepath.Join(root, filepath.FromSlash(strings.TrimSuffix(e.Hdr.Name, "/")))
-		var err error
-		switch e.Hdr.Typeflag {
-		case '5':
-			err = os.MkdirAll(p, fs.FileMode(e.Hdr.Mode)&fs.ModePerm)
-		case '0':
-			err = os.WriteFile(p, e.Body, fs.FileMode(e.Hdr.Mode)&fs.ModePerm)
-			if err == nil {
-				err = os.Chmod(p, fs.FileMode(e.Hdr.Mode)&fs.ModePerm)
-			}
-		case '2':
-			err = os.Symlink(e.Hdr.Linkname, p)
-		default:
-			t.Fatalf("trusttest: Extract: entry type %c not supported", e.Hdr.Typeflag)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if os.Geteuid() == 0 {
-			os.Lchown(p, e.Hdr.Uid, e.Hdr.Gid)
-		}
-		if e.Hdr.Typeflag != '2' {
-			if err := os.Chtimes(p, e.Hdr.ModTime, e.Hdr.ModTime); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-}
 
 // Resolve returns the host path of name inside the image root on the host, following
 // symbolic links with chroot semantics (absolute targets start again at root, ".." stops
