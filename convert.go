@@ -2,6 +2,7 @@ package img2ext4
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/img2ext4/img2ext4/cacert"
 	"github.com/img2ext4/img2ext4/ext4writer"
 	"github.com/img2ext4/img2ext4/layerapply"
 	"github.com/img2ext4/img2ext4/ocifetch"
@@ -55,6 +57,9 @@ type Result struct {
 	// Filesystem describes the ext4 image written with [FormatExt4] (size, used and
 	// available space, inodes); nil for the other formats.
 	Filesystem *ext4writer.Stats
+	// CACerts reports what [WithCACerts] changed in the image's trust stores; nil without
+	// WithCACerts.
+	CACerts *cacert.Report
 	// Config is the image's run configuration (entrypoint, command, environment, user,
 	// working directory, labels, ports, stop signal), as a VM launcher needs it.
 	Config v1.Config
@@ -70,6 +75,9 @@ type options struct {
 	adds     []Add
 	mutate   []func(context.Context, layerapply.RootFS) error
 	strict   bool
+	caCerts  []*x509.Certificate
+	caStrict bool
+	caReport *cacert.Report // set by the WithCACerts step
 	ext4     Ext4Options
 	check    func(v1.Image) error // run before any layer is fetched
 	config   string               // WithLaunchConfig
@@ -330,7 +338,7 @@ func run(ctx context.Context, ref string, o *options, newSink func(v1.Image) (la
 	}
 	o.report(progress.Event{Phase: progress.PhaseFinalize, Layer: -1, Layers: len(pf.Layers()), Total: -1, Complete: true, Elapsed: time.Since(fin)})
 	res := &Result{Digest: digest, Platform: v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant},
-		Layers: len(pf.Layers()), Config: cf.Config, Warnings: warns.list, WarningsOmitted: warns.omitted}
+		Layers: len(pf.Layers()), Config: cf.Config, Warnings: warns.list, WarningsOmitted: warns.omitted, CACerts: o.caReport}
 	if err := o.stageLaunchConfig(res); err != nil {
 		return nil, err
 	}

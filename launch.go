@@ -24,6 +24,12 @@ type LaunchConfig struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	ExposedPorts []string          `json:"exposed_ports,omitempty"`
 	StopSignal   string            `json:"stop_signal,omitempty"`
+	// CAEnv, after [WithCACerts], holds environment settings ("NAME=value") a launcher may
+	// add for runtimes that ignore the system trust store: NODE_EXTRA_CA_CERTS for Node.js,
+	// SSL_CERT_FILE and SSL_CERT_DIR for programs with their own OpenSSL or a static build
+	// that look elsewhere (see [cacert.Report.Env]). The image's own stores are already
+	// updated, so nothing else needs them.
+	CAEnv []string `json:"ca_env,omitempty"`
 }
 
 // LaunchConfig extracts the launch settings from the result.
@@ -32,7 +38,7 @@ func (r *Result) LaunchConfig() LaunchConfig {
 	lc := LaunchConfig{
 		Image: r.Digest.String(), Platform: r.Platform.String(),
 		Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User,
-		Labels: c.Labels, StopSignal: c.StopSignal,
+		Labels: c.Labels, StopSignal: c.StopSignal, CAEnv: r.CACerts.Env(),
 	}
 	for p := range c.ExposedPorts {
 		lc.ExposedPorts = append(lc.ExposedPorts, p)

@@ -651,7 +651,8 @@ func (in *installer) walk() (walkResult, error) {
 }
 
 // Summary describes the report for people, one line per changed store after a first line
-// with the totals, e.g. "2 CA certificates: 4 of 4 trust stores changed".
+// with the totals, e.g. "2 CA certificates: 4 of 4 trust stores changed". Warnings are
+// left to the caller (they are in r.Warnings).
 func (r *Report) Summary() []string {
 	if r == nil {
 		return nil
@@ -675,9 +676,6 @@ func (r *Report) Summary() []string {
 			l += ", " + plural(c.RemovedLinks, "stale hash link", "stale hash links") + " removed"
 		}
 		lines = append(lines, l)
-	}
-	for _, w := range r.Warnings {
-		lines = append(lines, "warning: "+w)
 	}
 	return lines
 }

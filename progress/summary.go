@@ -25,6 +25,12 @@ type Summary struct {
 	// Filesystem describes an ext4 image, or is nil for other formats. Its fields appear
 	// at the top level of the JSON object, and only when it is set.
 	*Filesystem
+	// Notes are further lines about the result, shown after the filesystem line in the
+	// text modes (for instance what the CA certificate step changed); JSON leaves them out.
+	Notes []string `json:"-"`
+	// CACerts is what the CA certificate step changed (img2ext4's Result.CACerts, a
+	// *cacert.Report), or nil; JSON shows it as "ca_certs".
+	CACerts any `json:"ca_certs,omitempty"`
 	// Warnings are things the user should know about the result, one sentence each
 	// (for instance what a directory output could not restore without root).
 	Warnings []string `json:"warnings,omitempty"`
@@ -119,6 +125,7 @@ func summaryLines(s Summary) []string {
 			HumanBytes(fs.Size), HumanBytes(fs.Used), HumanBytes(fs.Available), HumanBytes(fs.Free),
 			strconv.FormatUint(fs.Inodes-min(fs.FreeInodes, fs.Inodes), 10), strconv.FormatUint(fs.Inodes, 10)))
 	}
+	lines = append(lines, s.Notes...)
 	for _, w := range s.Warnings {
 		lines = append(lines, "Warning: "+w)
 	}

@@ -41,6 +41,10 @@ Examples:
   img2ext4 --format dir docker.io/library/debian:12 ./rootfs
   img2ext4 --format tar -q alpine:3.20 - | tar -tv
 
+  # Trust a company proxy's root CA in every trust store of the image (PEM bundles,
+  # OpenSSL hash links, Java keystores, Python certifi); --config-out adds ca_env hints
+  img2ext4 --ca-cert corp-root.pem --config-out app.json python:3.12 app.img
+
   # A private registry, the password read from standard input
   printf '%s' "$TOKEN" | img2ext4 --username ci --password-stdin registry.example.com/app:1 app.img
 

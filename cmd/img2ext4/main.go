@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/img2ext4/img2ext4"
+	"github.com/img2ext4/img2ext4/cacert"
 	"github.com/img2ext4/img2ext4/ocifetch"
 	"github.com/img2ext4/img2ext4/progress"
 	"github.com/spf13/pflag"
@@ -68,6 +70,9 @@ type config struct {
 	adds          []string
 	configOut     string
 	strict        bool
+	caCertFiles   []string
+	caCerts       []*x509.Certificate
+	caStrict      bool
 	ext4          img2ext4.Ext4Options
 	source, out   string
 }
@@ -117,6 +122,8 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.StringArrayVar(&c.adds, "add", nil, "inject a host file or directory, `SRC:DST[:MODE]` (repeatable)")
 	fs.StringVar(&c.configOut, "config-out", "", "write the image's launch config (entrypoint, cmd, env, ...) as JSON to `FILE`")
 	fs.BoolVar(&c.strict, "strict", false, "fail instead of dropping metadata the output cannot hold as given (escalating capabilities, invalid ACLs, odd attributes, over-long names)")
+	fs.StringArrayVar(&c.caCertFiles, "ca-cert", nil, "add the CA certificates in PEM `FILE` to every trust store of the image (repeatable)")
+	fs.BoolVar(&c.caStrict, "ca-cert-strict", false, "fail on an expired or not yet valid --ca-cert, or an image keystore it cannot open, instead of warning")
 	fs.Usage = func() { fmt.Fprint(stdout, helpText(fs)) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -162,6 +169,20 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 		if _, err := img2ext4.ParseAdd(a); err != nil {
 			return nil, usageError{err}
 		}
+	}
+	for _, f := range c.caCertFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--ca-cert: %w", err)}
+		}
+		certs, err := cacert.ParsePEM(b)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--ca-cert %s: %w", f, err)}
+		}
+		c.caCerts = append(c.caCerts, certs...)
+	}
+	if c.caStrict && len(c.caCertFiles) == 0 {
+		return nil, usageError{errors.New("--ca-cert-strict needs --ca-cert")}
 	}
 	if c.format != "ext4" {
 		var ext4Only []string
@@ -271,6 +292,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		a, _ := img2ext4.ParseAdd(s)
 		opts = append(opts, img2ext4.WithAdd(a))
 	}
+	if len(c.caCerts) > 0 {
+		opts = append(opts, img2ext4.WithCACerts(c.caCerts...), img2ext4.WithCACertStrict(c.caStrict))
+	}
 	start := time.Now()
 	var res *img2ext4.Result
 	if c.out == "-" {
@@ -353,6 +377,11 @@ func summary(c *config, res *img2ext4.Result, elapsed time.Duration) progress.Su
 		s.Warnings = append(s.Warnings, res.Skipped.String())
 	}
 	s.Warnings = append(s.Warnings, res.WarningSummary(5)...)
+	if res.CACerts != nil {
+		s.Notes = append(s.Notes, res.CACerts.Summary()...)
+		s.Warnings = append(s.Warnings, res.CACerts.Warnings...)
+		s.CACerts = res.CACerts
+	}
 	return s
 }
 
