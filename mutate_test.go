@@ -282,7 +282,12 @@ func TestMutateMetadata(t *testing.T) {
 					return err
 				}
 				e := info.Sys().(*layerapply.Entry)
-				if info.Mode() != 0o640 || info.Size() != 12 || e.UID != 7 || e.GID != 8 || !e.ModTime.Equal(mtime) {
+				uid, gid := 7, 8
+				if format == img2ext4.FormatDir && os.Geteuid() != 0 {
+					// Without root a directory cannot keep owners; the dir sink counts them.
+					uid, gid = os.Geteuid(), os.Getegid()
+				}
+				if info.Mode() != 0o640 || info.Size() != 12 || e.UID != uid || e.GID != gid || !e.ModTime.Equal(mtime) {
 					t.Errorf("after WriteFile: mode %v size %d owner %d:%d mtime %v", info.Mode(), info.Size(), e.UID, e.GID, e.ModTime)
 				}
 				if err := root.MkdirAll("/opt/tool/bin", 0o750); err != nil {
