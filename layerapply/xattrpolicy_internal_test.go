@@ -213,3 +213,67 @@ func TestEntryRule(t *testing.T) {
 		})
 	}
 }
+
+// FuzzXattrPolicy: whatever an entry carries, what the policy keeps is something ext4 holds
+// and the kernel reads as meant, and everything it does not keep unchanged is reported.
+func FuzzXattrPolicy(f *testing.F) {
+	f.Add(byte(tar.TypeReg), "security.capability", capBlob(3, 24, 1000), "user.a", "1")
+	f.Add(byte(tar.TypeDir), aclDefault, aclUnsorted, aclAccess, aclNamed)
+	f.Add(byte(tar.TypeSymlink), "user.x", "v", "trusted.y", strings.Repeat("z", 5000))
+	f.Add(byte(tar.TypeFifo), "system.nfs4_acl", "", "security.", "x")
+	f.Fuzz(func(t *testing.T, typ byte, n1, v1, n2, v2 string) {
+		in := []kv{{n1, v1}, {n2, v2}}
+		keep, notes := xattrPolicy(typ, in)
+		noted := map[string]Action{}
+		for _, n := range notes {
+			noted[n.attr] = n.action
+		}
+		for i, x := range keep {
+			if i > 0 && keep[i-1].name >= x.name {
+				t.Fatalf("kept names not sorted and unique: %q", names(keep))
+			}
+			ns, suffix, ok := strings.Cut(x.name, ".")
+			switch {
+			case x.name == aclAccess || x.name == aclDefault:
+				es, err := decodeACL(x.value)
+				if err != nil || validACL(es) != nil {
+					t.Fatalf("kept invalid ACL %x", x.value)
+				}
+				if typ == tar.TypeSymlink || x.name == aclDefault && typ != tar.TypeDir {
+					t.Fatalf("kept %s on type %q", x.name, typ)
+				}
+			case !ok || suffix == "" || ns != "user" && ns != "trusted" && ns != "security":
+				t.Fatalf("kept %q, which ext4 has no index for", x.name)
+			case ns == "user" && typ != tar.TypeReg && typ != tar.TypeDir:
+				t.Fatalf("kept %q on type %q", x.name, typ)
+			}
+			if len(x.name) > 255 || strings.IndexByte(x.name, 0) >= 0 {
+				t.Fatalf("kept name %q", x.name)
+			}
+			if x.name == "security.capability" && len(x.value) != 12 && len(x.value) != 20 {
+				t.Fatalf("kept a %d-byte capability", len(x.value))
+			}
+			changed := true
+			for _, y := range in {
+				if y == x {
+					changed = false
+				}
+			}
+			if changed && noted[x.name] != ActionChanged && x.name != "security.capability" {
+				t.Fatalf("%s changed without a note", x.name)
+			}
+		}
+		if xattrSpace(keep) > xattrBlockSpace {
+			t.Fatalf("kept %d bytes", xattrSpace(keep))
+		}
+		for _, x := range in {
+			kept := false
+			for _, y := range keep {
+				kept = kept || y.name == x.name
+			}
+			if !kept && noted[x.name] != ActionDropped {
+				t.Fatalf("%q gone without a note (notes %+v)", x.name, notes)
+			}
+		}
+	})
+}
