@@ -101,7 +101,18 @@ func plainLine(e Event) string {
 	if e.BytesPerSec > 0 {
 		b.WriteString(", " + speed(e.BytesPerSec))
 	}
+	if e.Retries > 0 {
+		fmt.Fprintf(&b, ", %s", retries(e))
+		if e.Retry != "" {
+			b.WriteString(": " + e.Retry)
+		}
+	}
 	return b.String()
+}
+
+// retries formats the retry count of an event, "retry 1" or "retry 3".
+func retries(e Event) string {
+	return "retry " + strconv.Itoa(e.Retries)
 }
 
 // ttyStatus is the status column of a TTY layer line.
@@ -180,8 +191,8 @@ func rowName(e Event, n int) string {
 
 // line formats r to fit in width columns (no limit when width <= 0). It
 // gives up, in this order, the bar, the alignment of the columns, digest
-// characters down to minName, the speed, and only then cuts the end: the
-// byte counts stay whole for as long as anything else can go.
+// characters down to minName, the speed and retry count, and only then cuts
+// the end: the byte counts stay whole for as long as anything else can go.
 func (r row) line(width int) string {
 	status, natural := r.status, r.status == ""
 	if natural {
@@ -195,6 +206,9 @@ func (r row) line(width int) string {
 		}
 		if natural && !r.e.Complete && r.e.BytesPerSec > 0 {
 			spd = speed(r.e.BytesPerSec)
+		}
+		if natural && !r.e.Complete && r.e.Retries > 0 {
+			spd = strings.TrimSpace(spd + " (" + retries(r.e) + ")")
 		}
 		bars = bar(r.e)
 	}

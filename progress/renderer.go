@@ -277,7 +277,7 @@ func (r *Renderer) record(e Event) {
 		st = new(layerState)
 		r.layers[key] = st
 	}
-	milestone := fresh || e.Complete || st.ev.Phase != e.Phase
+	milestone := fresh || e.Complete || st.ev.Phase != e.Phase || e.Retries != st.ev.Retries
 	st.ev = e
 	if e.Layers > r.nlayers && e.Layers <= maxLayers {
 		r.nlayers = e.Layers

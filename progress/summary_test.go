@@ -262,3 +262,28 @@ func TestTTYFitsWidth(t *testing.T) {
 		}
 	}
 }
+
+// TestRetries: a retry is written at once in plain output, with its reason, and a TTY row
+// shows the count while the layer downloads.
+func TestRetries(t *testing.T) {
+	retry := func(e Event, n int, why string) Event {
+		e.Retries, e.Retry = n, why
+		return e
+	}
+	t.Run("plain", func(t *testing.T) {
+		h := newHarness(t, ModePlain)
+		h.f(dl(0, digest0, 0, 2*mib))
+		h.step()
+		h.f(retry(dl(0, digest0, mib, 2*mib), 1, "connection reset"))
+		checkOutput(t, "retry", h.step(), "[1/2] 0123456789ab downloading 1.0 MiB / 2.0 MiB (50%), retry 1: connection reset\n")
+		h.f(retry(dl(0, digest0, mib+1, 2*mib), 1, "connection reset"))
+		checkOutput(t, "same retry, throttled", h.step(), "")
+	})
+	t.Run("tty", func(t *testing.T) {
+		h := newHarness(t, ModeTTY, WithWidth(80))
+		h.f(retry(withSpeed(dl(0, digest0, mib, 2*mib), 512*kib, 2*time.Second), 2, "503"))
+		checkOutput(t, "frame", h.close(), ""+
+			"\r\x1b[2K0123456789ab: Downloading 1.0 MiB/2.0 MiB 512.0 KiB/s (retry 2)\n"+ // the bar makes way
+			"\r\x1b[2Klayer 2     : Waiting\n")
+	})
+}
