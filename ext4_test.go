@@ -396,3 +396,48 @@ func TestExt4NoDeadData(t *testing.T) {
 	syscall.Stat(out, &st)
 	t.Logf("live %d, used blocks %d bytes, file %s bytes, allocated %d bytes", live, used, sb["Block count"], st.Blocks*512)
 }
+
+// TestExt4NoDeletedBytes converts layers that delete a file holding a marker (a whiteout in
+// the next layer) and replace one within the same layer: the image's bytes hold no marker.
+func TestExt4NoDeletedBytes(t *testing.T) {
+	needTool(t, "e2fsck")
+	marker := func(tag string, n int) string {
+		var b strings.Builder
+		for i := 0; b.Len() < n; i++ {
+			fmt.Fprintf(&b, "DELETED-%s-MARKER line %d\n", tag, i)
+		}
+		return b.String()[:n]
+	}
+	for _, tc := range []struct {
+		name   string
+		layers [][]byte
+	}{
+		{"whiteout", [][]byte{
+			tartest.Tar(tartest.Dir("etc"), tartest.File("etc/secret", marker("A", 2<<20))),
+			tartest.Tar(tartest.Whiteout("etc/secret"), tartest.File("etc/other", "other\n")),
+		}},
+		{"replaced-in-layer", [][]byte{
+			tartest.Tar(tartest.File("key", marker("A", 2<<20)), tartest.File("pad", "x"), tartest.File("key", "new key\n")),
+		}},
+		{"opaque-dir", [][]byte{
+			tartest.Tar(tartest.Dir("cache"), tartest.File("cache/blob", marker("A", 1<<20))),
+			tartest.Tar(tartest.Dir("cache"), tartest.Opaque("cache"), tartest.File("cache/fresh", "fresh\n")),
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := pushed(t, tartest.Image(tc.layers...))
+			out := filepath.Join(t.TempDir(), "img")
+			if _, err := img2ext4.Convert(context.Background(), ref, out); err != nil {
+				t.Fatal(err)
+			}
+			fsck(t, out)
+			b, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := strings.Count(string(b), "DELETED-A-MARKER"); n > 0 {
+				t.Errorf("the image holds %d copies of the deleted file's marker", n)
+			}
+		})
+	}
+}

@@ -132,3 +132,50 @@ func BenchmarkRawWrite(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReplace writes 2000 files of 64 KiB and removes every other
+// one; "reused" then writes 1000 more into the freed blocks, "left-free"
+// leaves them free, so Close punches 1000 holes: what a layer that
+// replaces or deletes files costs.
+func BenchmarkReplace(b *testing.B) {
+	const n, size = 2000, 64 << 10
+	body := newPattern(size).pat[:size]
+	for _, reuse := range []bool{true, false} {
+		b.Run(map[bool]string{true: "reused", false: "left-free"}[reuse], func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(n * size)
+			for b.Loop() {
+				f := benchFile(b)
+				w, err := New(f, WithFreeSpace(0))
+				if err != nil {
+					b.Fatal(err)
+				}
+				put := func(name string) {
+					if err := w.Create(name, &File{Mode: 0o644, Size: size}); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := w.Write(body); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for i := range n {
+					put(fmt.Sprintf("f%d", i))
+				}
+				for i := 0; i < n; i += 2 {
+					if err := w.Remove(fmt.Sprintf("f%d", i)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if reuse {
+					for i := 0; i < n; i += 2 {
+						put(fmt.Sprintf("g%d", i))
+					}
+				}
+				if err := w.Close(); err != nil {
+					b.Fatal(err)
+				}
+				f.Close()
+			}
+		})
+	}
+}

@@ -365,6 +365,10 @@ func (w *Writer) Close() error {
 		w.err = err
 		return err
 	}
+	if err := w.zeroDirty(l.blocks); err != nil {
+		w.err = opErr("close", "", fmt.Errorf("zero freed blocks: %w", err))
+		return w.err
+	}
 	if err := w.writeMeta(l); err != nil {
 		w.err = opErr("close", "", err)
 		return w.err

@@ -7,7 +7,11 @@
 // file's body follows its Create through [Writer.Write] or
 // [Writer.ReadFrom] and is written once, straight into the blocks it
 // occupies in the image; all-zero 4 KiB blocks become holes. Blocks of
-// removed files are reused by later ones. The writer keeps only metadata
+// removed files are reused by later ones, and those still free at Close
+// are made to read back zeros, so the image keeps no deleted data: holes
+// are punched in a regular file, a destination implementing
+// [ZeroRanger] (a block device) is asked to zero them, any other gets
+// zeros written. The writer keeps only metadata
 // in memory (a few hundred bytes per inode, no file data), so it also
 // serves as the merged tree of a layer applier.
 //

@@ -97,7 +97,11 @@ type Writer struct {
 	// still taken, without writing, so that Close can tell the size that
 	// would fit.
 	overflow bool
-	hiWater  int64 // end of the furthest write
+
+	dirty    runSet // freed blocks that still hold data
+	zeroMode int    // how freed blocks are zeroed (see zeroBlocks)
+	zeros    []byte // a buffer of zeros, when they are written
+	hiWater  int64  // end of the furthest write
 
 	root    *inode
 	ninodes uint64 // live inodes besides the root
@@ -416,6 +420,9 @@ func (w *Writer) allocData(n uint64) (start, cnt uint64, ok bool) {
 		w.alloc.limit = maxMaxSize / blockSize
 		start, cnt, ok = w.alloc.alloc(n)
 	}
+	if ok && len(w.dirty) > 0 {
+		w.dirty.remove(run{start, cnt}) // the new body overwrites them whole
+	}
 	return start, cnt, ok
 }
 
@@ -445,12 +452,21 @@ func (w *Writer) unlink(parent *inode, base string) {
 		// A directory's extents only exist in a layout planned by MinSize,
 		// on a copy of the allocator: they are not the writer's to free.
 		if in.dir == nil {
-			for _, e := range in.ext {
-				w.alloc.release(run{e.Start, uint64(e.Len)})
-			}
+			w.freeData(in.ext)
 		}
 		in.ext = nil
 		in.xattrs = nil
+	}
+}
+
+// freeData gives the blocks of a removed file back to the allocator and
+// marks them dirty: Close zeroes (or punches) those that no later file
+// overwrote, so that no deleted data stays in the image.
+func (w *Writer) freeData(ext []disk.Extent) {
+	for _, e := range ext {
+		r := run{e.Start, uint64(e.Len)}
+		w.dirty.add(r)
+		w.alloc.release(r)
 	}
 }
 
