@@ -15,11 +15,12 @@ type allocator struct {
 	limit     uint64
 	maxGroups uint64
 	gdtRes    uint64 // group descriptor blocks per copy reserved for maxGroups
+	bpg       uint64 // blocks per group
 }
 
 func newAllocator(limitBlocks uint64, descSize uint64) allocator {
 	g := (limitBlocks + blocksPerGroup - 1) / blocksPerGroup
-	a := allocator{limit: limitBlocks, maxGroups: g, gdtRes: (g*descSize + blockSize - 1) / blockSize}
+	a := allocator{limit: limitBlocks, maxGroups: g, gdtRes: (g*descSize + blockSize - 1) / blockSize, bpg: blocksPerGroup}
 	a.cursor = 1 + a.gdtRes
 	return a
 }
@@ -65,9 +66,9 @@ func nextBackup(g uint64) uint64 {
 
 // skipEnd returns the first block at or after b outside a reserved backup region.
 func (a *allocator) skipEnd(b uint64) uint64 {
-	g := b / blocksPerGroup
+	g := b / a.bpg
 	if hasBackup(g) {
-		if end := g*blocksPerGroup + 1 + a.gdtRes; b < end {
+		if end := g*a.bpg + 1 + a.gdtRes; b < end {
 			return end
 		}
 	}
@@ -87,7 +88,7 @@ func (a *allocator) alloc(n uint64) (start, cnt uint64, ok bool) {
 		return start, cnt, true
 	}
 	c := a.skipEnd(a.cursor)
-	next := nextBackup(c/blocksPerGroup) * blocksPerGroup
+	next := nextBackup(c/a.bpg) * a.bpg
 	cnt = min(n, next-c)
 	if c+cnt > a.limit {
 		if c >= a.limit {
@@ -163,8 +164,8 @@ func (a *allocator) allocContig(n uint64) (uint64, bool) {
 		}
 	}
 	c := a.skipEnd(a.cursor)
-	if next := nextBackup(c/blocksPerGroup) * blocksPerGroup; c+n > next {
-		if n > next-c && a.skipEnd(next)+n <= next+blocksPerGroup {
+	if next := nextBackup(c/a.bpg) * a.bpg; c+n > next {
+		if n > next-c && a.skipEnd(next)+n <= next+a.bpg {
 			gap := run{c, next - c}
 			c = a.skipEnd(next)
 			a.cursor = c
@@ -176,4 +177,77 @@ func (a *allocator) allocContig(n uint64) (uint64, bool) {
 	}
 	a.cursor = c + n
 	return c, true
+}
+
+// free reports whether block b is free: above the cursor, in a free run,
+// or in the descriptor room of a backup group other than the first.
+func (a *allocator) isFree(b uint64) bool {
+	if b >= a.cursor {
+		return true
+	}
+	if g := b / a.bpg; g > 0 && hasBackup(g) && b < g*a.bpg+1+a.gdtRes {
+		return true
+	}
+	i, _ := slices.BinarySearchFunc(a.free, b, func(r run, b uint64) int {
+		if r.start+r.n <= b {
+			return -1
+		}
+		if r.start > b {
+			return 1
+		}
+		return 0
+	})
+	return i < len(a.free) && a.free[i].start <= b && b < a.free[i].start+a.free[i].n
+}
+
+// regroup returns a copy of a for groups of bpg blocks whose superblock
+// backups keep gdtRes descriptor blocks, or false when a block that
+// layout needs for a backup is in use.
+func (a *allocator) regroup(bpg, gdtRes uint64) (allocator, bool) {
+	c := a.clone()
+	if bpg == a.bpg && gdtRes == a.gdtRes {
+		return c, true
+	}
+	// the new backups' room must be free now
+	for g := uint64(1); g*bpg < a.cursor; g = nextBackup(g) {
+		for b := g * bpg; b < g*bpg+1+gdtRes; b++ {
+			if !a.isFree(b) {
+				return c, false
+			}
+		}
+	}
+	if gdtRes > a.gdtRes {
+		return c, false
+	}
+	// the old backups' room, and the first group's beyond gdtRes, is free
+	c.release(run{1 + gdtRes, a.gdtRes - gdtRes})
+	for g := uint64(1); g*a.bpg < a.cursor; g = nextBackup(g) {
+		c.release(run{g * a.bpg, 1 + a.gdtRes})
+	}
+	c.bpg, c.gdtRes = bpg, gdtRes
+	// and the new backups' is not
+	for g := uint64(1); g*bpg < c.cursor; g = nextBackup(g) {
+		c.take(run{g * bpg, min(1+gdtRes, c.cursor-g*bpg)})
+	}
+	return c, true
+}
+
+// take removes r from the free runs.
+func (a *allocator) take(r run) {
+	var out []run
+	end := r.start + r.n
+	for _, x := range a.free {
+		xe := x.start + x.n
+		if xe <= r.start || x.start >= end {
+			out = append(out, x)
+			continue
+		}
+		if x.start < r.start {
+			out = append(out, run{x.start, r.start - x.start})
+		}
+		if xe > end {
+			out = append(out, run{end, xe - end})
+		}
+	}
+	a.free = out
 }

@@ -80,8 +80,8 @@ func (w *Writer) number() []*inode {
 }
 
 // plan lays out all metadata for the given geometry.
-func (w *Writer) plan(inodes []*inode, groups uint64, ipg uint32, jblocks, limit uint64) (*layout, error) {
-	l := &layout{groups: groups, ipg: ipg, alloc: w.alloc.clone(), inodes: inodes}
+func (w *Writer) plan(inodes []*inode, alloc allocator, groups uint64, ipg uint32, jblocks, limit uint64) (*layout, error) {
+	l := &layout{groups: groups, ipg: ipg, alloc: alloc, inodes: inodes}
 	a := &l.alloc
 	a.limit = limit
 	descSize := uint64(64)
@@ -104,6 +104,15 @@ func (w *Writer) plan(inodes []*inode, groups uint64, ipg uint32, jblocks, limit
 			}
 		}
 		return out, nil
+	}
+	// Inode tables must each be contiguous. In small groups they go
+	// first, so that the journal and the rest fill the gaps they leave
+	// before superblock backups.
+	itb := uint64(ipg) * disk.InodeSize / blockSize
+	if a.bpg < blocksPerGroup {
+		if err := l.allocTables(itb); err != nil {
+			return nil, err
+		}
 	}
 	if jblocks > 0 {
 		j := &inode{mode: disk.SIFREG | 0o600, nlink: 1, size: int64(jblocks) * blockSize, ino: disk.JournalIno}
@@ -128,14 +137,10 @@ func (w *Writer) plan(inodes []*inode, groups uint64, ipg uint32, jblocks, limit
 	if l.ib, err = take(groups); err != nil {
 		return nil, err
 	}
-	itb := uint64(ipg) * disk.InodeSize / blockSize
-	l.it = make([]uint64, groups)
-	for g := range groups {
-		start, ok := a.allocContig(itb)
-		if !ok {
-			return nil, fail()
+	if l.it == nil {
+		if err := l.allocTables(itb); err != nil {
+			return nil, err
 		}
-		l.it[g] = start
 	}
 	g := w.dirGeom()
 	for _, in := range inodes {
@@ -196,6 +201,19 @@ func (w *Writer) plan(inodes []*inode, groups uint64, ipg uint32, jblocks, limit
 	return l, nil
 }
 
+// allocTables allocates an inode table of itb blocks for each group.
+func (l *layout) allocTables(itb uint64) error {
+	l.it = make([]uint64, l.groups)
+	for g := range l.groups {
+		start, ok := l.alloc.allocContig(itb)
+		if !ok {
+			return &SizeError{Op: "close", Limit: int64(l.alloc.limit) * blockSize}
+		}
+		l.it[g] = start
+	}
+	return nil
+}
+
 func (l *layout) allocTree(in *inode, take func(uint64) ([]uint64, error)) error {
 	in.tree = nil
 	if n := treeBlocks(len(in.ext)); n > 0 {
@@ -242,6 +260,30 @@ func (w *Writer) finish() (*layout, error) {
 	return nil, se
 }
 
+// regroup chooses the blocks per group for an image of about t blocks in
+// groups groups of ipg inodes, as mke2fs -N does: 32768, or fewer when
+// the inodes need more groups than the blocks (at most 32768 inodes fit
+// a group), so that inode-heavy images are not padded with full-size
+// groups. It returns the allocator for that geometry, which keeps the
+// 32768 of the bodies already placed when their blocks are in the way of
+// the smaller groups' superblock backups.
+func (w *Writer) regroup(t, groups, ipg uint64) (allocator, uint64) {
+	if groups <= ceilDiv(t, blocksPerGroup) {
+		return w.alloc.clone(), blocksPerGroup
+	}
+	// e2fsck wants the inode table to fit in a group with 4 blocks to spare
+	bpg := max(ceilDiv(t, groups), ipg*disk.InodeSize/blockSize+4)
+	bpg = min((bpg+7)&^7, blocksPerGroup)
+	descSize := uint64(64)
+	if w.o.legacy {
+		descSize = 32
+	}
+	if a, ok := w.alloc.regroup(bpg, ceilDiv(groups*descSize, blockSize)); ok {
+		return a, bpg
+	}
+	return w.alloc.clone(), blocksPerGroup
+}
+
 // fit finds a fixed point of image size, group count, inode count and
 // journal size: the fixed size, or the smallest that leaves the space
 // asked for available (only the minimum with minimal).
@@ -280,7 +322,8 @@ func (w *Writer) fit(inodes []*inode, used, fixed, limit uint64, minimal bool) (
 		if ipg > disk.MaxInodesPerGr || groups*ipg > 1<<32-1 || groups*ipg < used {
 			return nil, opErr("close", "", fmt.Errorf("%w: %d needed", ErrTooManyInodes, used))
 		}
-		l, err := w.plan(inodes, groups, uint32(ipg), jblocks, limit)
+		alloc, bpg := w.regroup(t, groups, ipg)
+		l, err := w.plan(inodes, alloc, groups, uint32(ipg), jblocks, limit)
 		if err != nil {
 			return nil, err
 		}
@@ -300,10 +343,10 @@ func (w *Writer) fit(inodes []*inode, used, fixed, limit uint64, minimal bool) (
 			}
 		}
 		for range 64 {
-			nt = max(nt, (groups-1)*blocksPerGroup+1)
-			lastG := (nt - 1) / blocksPerGroup
+			nt = max(nt, (groups-1)*bpg+1)
+			lastG := (nt - 1) / bpg
 			if hasBackup(lastG) {
-				nt = max(nt, lastG*blocksPerGroup+1+l.alloc.gdtRes+1)
+				nt = max(nt, lastG*bpg+1+l.alloc.gdtRes+1)
 			}
 			a := w.available(l, nt)
 			if fixed > 0 || a >= avail {
@@ -314,7 +357,7 @@ func (w *Writer) fit(inodes []*inode, used, fixed, limit uint64, minimal bool) (
 		if nt > limit {
 			return nil, &SizeError{Op: "close", Limit: int64(limit) * blockSize, Need: int64(nt) * blockSize}
 		}
-		ng := ceilDiv(nt, blocksPerGroup)
+		ng := ceilDiv(nt, bpg)
 		jok := !o.journal || disk.JournalBlocks(nt) <= jblocks
 		if ng == groups && jok && (o.inodeCount > 0 || fixed > 0 || nt*blockSize/uint64(o.inodeRatio) <= groups*uint64(ipg)) {
 			l.blocks = nt
@@ -383,6 +426,7 @@ func (w *Writer) writeMeta(l *layout) error {
 	sb := &disk.Super{
 		BlocksCount:      l.blocks,
 		InodesPerGroup:   l.ipg,
+		BlocksPerGroup:   uint32(l.alloc.bpg),
 		InodesCount:      uint32(l.groups) * l.ipg,
 		FeatureCompat:    disk.CompatExtAttr | disk.CompatDirIndex,
 		FeatureIncompat:  disk.IncompatFiletype | disk.IncompatExtents | disk.IncompatFlexBG,
@@ -517,8 +561,8 @@ func (w *Writer) writeMeta(l *layout) error {
 	freeRuns := a.free
 	var freeBlocks, freeInodes uint64
 	for grp := range l.groups {
-		gs := grp * blocksPerGroup
-		ge := min(gs+blocksPerGroup, l.blocks)
+		gs := grp * l.alloc.bpg
+		ge := min(gs+l.alloc.bpg, l.blocks)
 		clear(bm)
 		setBits(bm, 0, min(ge, a.cursor)-min(gs, a.cursor), true)
 		for len(freeRuns) > 0 && freeRuns[0].start+freeRuns[0].n <= gs {
@@ -535,8 +579,8 @@ func (w *Writer) writeMeta(l *layout) error {
 			setBits(bm, 0, min(1+a.gdtRes, ge-gs), false)
 			setBits(bm, 0, min(1+l.gdtBlocks, ge-gs), true)
 		}
-		setBits(bm, ge-gs, blocksPerGroup, true)
-		free := (ge - gs) - uint64(popcount(bm)) + (blocksPerGroup - (ge - gs))
+		setBits(bm, ge-gs, 8*blockSize, true)
+		free := (ge - gs) - uint64(popcount(bm)) + (8*blockSize - (ge - gs))
 		freeBlocks += free
 		// an all-zero bitmap (an empty group without backups) stays a hole
 		if !bytes.Equal(bm, zeroBlock) {
@@ -546,7 +590,7 @@ func (w *Writer) writeMeta(l *layout) error {
 		}
 		gd := disk.GroupDesc{BlockBitmap: l.bb[grp], InodeBitmap: l.ib[grp], InodeTable: l.it[grp], FreeBlocks: uint32(free), UsedDirs: usedDirs[grp]}
 		if csum {
-			gd.BlockBitmapCsum = disk.Crc32c(fsSeed, bm[:blocksPerGroup/8])
+			gd.BlockBitmapCsum = disk.Crc32c(fsSeed, bm[:l.alloc.bpg/8])
 		}
 		// inode bitmap
 		first := grp*ipg + 1
@@ -556,7 +600,7 @@ func (w *Writer) writeMeta(l *layout) error {
 		}
 		clear(bm)
 		setBits(bm, 0, usedHere, true)
-		setBits(bm, ipg, blocksPerGroup, true)
+		setBits(bm, ipg, 8*blockSize, true)
 		gd.FreeInodes = uint32(ipg - usedHere)
 		freeInodes += ipg - usedHere
 		gd.ItableUnused = uint32(ipg - usedHere)
@@ -592,10 +636,10 @@ func (w *Writer) writeMeta(l *layout) error {
 			off = disk.SuperOffset
 		}
 		sb.Marshal(sbuf[off:], uint32(grp))
-		if err := w.writeAt(sbuf, grp*blocksPerGroup); err != nil {
+		if err := w.writeAt(sbuf, grp*l.alloc.bpg); err != nil {
 			return err
 		}
-		if err := w.writeAt(gdt, grp*blocksPerGroup+1); err != nil {
+		if err := w.writeAt(gdt, grp*l.alloc.bpg+1); err != nil {
 			return err
 		}
 	}

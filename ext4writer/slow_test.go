@@ -26,3 +26,10 @@ func TestHugeDir(t *testing.T) {
 		checkTree(t, ents, mountTree(t, img))
 	}
 }
+
+// TestGeometryMillionFiles: a million empty files in groups sized as
+// mke2fs -N sizes them. Run with -tags slow.
+func TestGeometryMillionFiles(t *testing.T) {
+	needTools(t)
+	checkManyFiles(t, 1000000, 5)
+}

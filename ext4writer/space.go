@@ -59,9 +59,9 @@ func (l *layout) freeBlocks(nt uint64) uint64 {
 	}
 	// each backup group's reserved descriptor room is free but for the
 	// superblock and the descriptors in use
-	for g := uint64(0); g*blocksPerGroup < nt; g = nextBackup(g) {
-		gs := g * blocksPerGroup
-		ge := min(gs+blocksPerGroup, nt)
+	for g := uint64(0); g*a.bpg < nt; g = nextBackup(g) {
+		gs := g * a.bpg
+		ge := min(gs+a.bpg, nt)
 		rEnd := gs + min(1+a.gdtRes, ge-gs)
 		if c > gs {
 			free += min(rEnd, c) - gs

@@ -8,6 +8,7 @@ type Super struct {
 	FreeBlocksCount  uint64
 	FreeInodesCount  uint32
 	InodesPerGroup   uint32
+	BlocksPerGroup   uint32 // BlocksPerGroup when 0
 	FeatureCompat    uint32
 	FeatureIncompat  uint32
 	FeatureRoCompat  uint32
@@ -35,8 +36,12 @@ func (s *Super) Marshal(b []byte, group uint32) {
 	le.PutUint32(b[0x14:], 0) // first data block
 	le.PutUint32(b[0x18:], LogBlockSize)
 	le.PutUint32(b[0x1C:], LogBlockSize)
-	le.PutUint32(b[0x20:], BlocksPerGroup)
-	le.PutUint32(b[0x24:], BlocksPerGroup)
+	bpg := s.BlocksPerGroup
+	if bpg == 0 {
+		bpg = BlocksPerGroup
+	}
+	le.PutUint32(b[0x20:], bpg)
+	le.PutUint32(b[0x24:], bpg)
 	le.PutUint32(b[0x28:], s.InodesPerGroup)
 	le.PutUint16(b[0x36:], 0xFFFF) // max mount count
 	le.PutUint16(b[0x38:], 0xEF53)
