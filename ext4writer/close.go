@@ -27,7 +27,19 @@ type layout struct {
 	inodes    []*inode // by inode number (index 0 unused)
 	largeDir  bool
 	content   uint64 // blocks of files, directories, extent trees and xattr blocks
+	xblocks   []*xattrBlock
 }
+
+// xattrBlock is an external attribute block and the inodes sharing it.
+type xattrBlock struct {
+	blk   uint64
+	refs  uint32
+	owner *inode // the first, whose attributes it holds
+}
+
+// xattrRefMax is the kernel's limit of inodes sharing one block
+// (EXT4_XATTR_REFCOUNT_MAX).
+const xattrRefMax = 1024
 
 func ceilDiv(a, b uint64) uint64 { return (a + b - 1) / b }
 
@@ -143,6 +155,7 @@ func (w *Writer) plan(inodes []*inode, alloc allocator, groups uint64, ipg uint3
 		}
 	}
 	g := w.dirGeom()
+	shared := map[string]*xattrBlock{}
 	for _, in := range inodes {
 		if in == nil {
 			continue
@@ -189,12 +202,22 @@ func (w *Writer) plan(inodes []*inode, alloc allocator, groups uint64, ipg uint3
 			}
 			in.xnext = k
 			if k < len(in.xattrs) {
-				b, err := take(1)
-				if err != nil {
-					return nil, err
+				// inodes with the same attributes share one block, as
+				// the kernel shares them (up to 1024 references)
+				key := xattrKey(in.xattrs[k:])
+				xb := shared[key]
+				if xb == nil || xb.refs >= xattrRefMax {
+					b, err := take(1)
+					if err != nil {
+						return nil, err
+					}
+					xb = &xattrBlock{blk: b[0], owner: in}
+					shared[key] = xb
+					l.xblocks = append(l.xblocks, xb)
+					l.content++
 				}
-				in.xblk = b[0]
-				l.content++
+				xb.refs++
+				in.xblk = xb.blk
 			}
 		}
 	}
@@ -487,7 +510,9 @@ func (w *Writer) writeMeta(l *layout) error {
 			}
 			d.ents, d.starts = nil, nil
 		}
-		if err := w.writeXattrBlock(in, fsSeed, csum); err != nil {
+	}
+	for _, xb := range l.xblocks {
+		if err := w.writeXattrBlock(xb, fsSeed, csum); err != nil {
 			return err
 		}
 	}
@@ -754,15 +779,13 @@ func (w *Writer) encodeInode(in *inode, di *disk.Inode, fsSeed uint32, csum bool
 	return nil
 }
 
-func (w *Writer) writeXattrBlock(in *inode, fsSeed uint32, csum bool) error {
-	if in.xblk == 0 {
-		return nil
-	}
+func (w *Writer) writeXattrBlock(xb *xattrBlock, fsSeed uint32, csum bool) error {
+	in := xb.owner
 	b := w.blk
 	clear(b)
 	hashes := putXattrs(b, disk.XattrHeaderSize, blockSize, 0, in.xattrs[in.xnext:])
-	disk.SealXattrBlock(b, in.xblk, hashes, fsSeed, csum)
-	return w.writeAt(b, in.xblk)
+	disk.SealXattrBlock(b, xb.blk, xb.refs, hashes, fsSeed, csum)
+	return w.writeAt(b, xb.blk)
 }
 
 // writeTree fills di.Block with the extent root of in and writes any

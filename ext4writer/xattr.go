@@ -134,3 +134,18 @@ func putXattrs(b []byte, off, end, base int, xs []xattr) []uint32 {
 	}
 	return hashes
 }
+
+// xattrKey returns a string that is equal for equal attribute lists.
+func xattrKey(xs []xattr) string {
+	var b strings.Builder
+	for _, x := range xs {
+		var n [4]byte
+		binary.LittleEndian.PutUint32(n[:], uint32(len(x.value)))
+		b.WriteByte(x.index)
+		b.WriteByte(byte(len(x.name)))
+		b.WriteString(x.name)
+		b.Write(n[:])
+		b.Write(x.value)
+	}
+	return b.String()
+}

@@ -37,12 +37,12 @@ func PutXattrEntry(b []byte, index uint8, name string, valueOff, valueSize int, 
 	copy(b[16:], name)
 }
 
-// SealXattrBlock writes the block header hash and checksum of an
-// external xattr block located at physical block blk. hashes lists the
-// entry hashes in order.
-func SealXattrBlock(b []byte, blk uint64, hashes []uint32, fsSeed uint32, csum bool) {
+// SealXattrBlock writes the block header (refcount inodes share it),
+// hash and checksum of an external xattr block located at physical block
+// blk. hashes lists the entry hashes in order.
+func SealXattrBlock(b []byte, blk uint64, refcount uint32, hashes []uint32, fsSeed uint32, csum bool) {
 	le.PutUint32(b[0:], XattrMagic)
-	le.PutUint32(b[4:], 1) // refcount
+	le.PutUint32(b[4:], refcount)
 	le.PutUint32(b[8:], 1) // blocks
 	var h uint32
 	for _, e := range hashes {
