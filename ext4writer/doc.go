@@ -47,7 +47,13 @@
 // resize_inode: has_journal ext_attr dir_index filetype extent 64bit
 // flex_bg sparse_super large_file huge_file dir_nlink extra_isize
 // metadata_csum, 4 KiB blocks and 256-byte inodes ([WithLegacy] drops
-// metadata_csum and 64bit).
+// metadata_csum and 64bit). Groups have 32768 blocks unless the inodes
+// need more groups than that gives (a group holds at most 32768 inodes):
+// then, as with mke2fs -N, the groups shrink, so that an image of many
+// small files is not padded with full-size groups (bodies already placed
+// where the smaller groups' superblock backups would go keep the full
+// size). Inodes with the same extended attributes beyond what fits in
+// the inode share one attribute block, up to the kernel's 1024.
 //
 // Output depends only on the calls made and the options: UUID and hash
 // seed derive from [WithSeed] unless given, no clock is read, and
