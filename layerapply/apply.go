@@ -74,6 +74,9 @@ func (m *Merger) Apply(ctx context.Context, img v1.Image) error {
 	if len(diffIDs) != len(layers) {
 		return fmt.Errorf("%w: image has %d layers but its config lists %d diff_ids", ErrInvalidEntry, len(layers), len(diffIDs))
 	}
+	if err := a.checkLayers(len(layers)); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	spools := make([]*layerstream.Spool, len(layers))
 	defer func() {
@@ -252,6 +255,9 @@ func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 	}
 	if len(hdr.Name) > a.opts.limits.PathLen || len(hdr.Linkname) > a.opts.limits.PathLen {
 		return a.entryErr("apply", hdr.Name, &LimitError{What: "path length", Limit: int64(a.opts.limits.PathLen)})
+	}
+	if err := a.checkLimits(hdr); err != nil {
+		return a.entryErr("apply", hdr.Name, err)
 	}
 	name, err := cleanName(hdr.Name)
 	if err != nil {

@@ -23,6 +23,19 @@ type Limits struct {
 	// entry. The default is 1 MiB, archive/tar's own cap on a PAX header. Attributes within
 	// it that ext4 cannot hold are dropped and reported (see [Warning]), not refused.
 	XattrBytes int
+	// Depth is the most components in an entry's name. The default is 1024.
+	Depth int
+	// Xattrs is the most extended-attribute and ACL records on one entry. The default is
+	// 1024.
+	Xattrs int
+	// Layers is the most layers in the image. The default is 1024.
+	Layers int
+}
+
+// DefaultLimits returns the limits [Apply] uses unless [WithLimits] says otherwise.
+func DefaultLimits() Limits {
+	return Limits{Entries: 10_000_000, Bytes: 1 << 40, PathLen: 64 << 10, XattrBytes: 1 << 20,
+		Depth: 1024, Xattrs: 1024, Layers: 1024}
 }
 
 type options struct {
@@ -41,7 +54,7 @@ type Option func(*options) error
 
 func makeOptions(opts []Option) (*options, error) {
 	o := &options{
-		limits: Limits{Entries: 10_000_000, Bytes: 1 << 40, PathLen: 64 << 10, XattrBytes: 1 << 20},
+		limits: DefaultLimits(),
 		logger: slog.New(slog.DiscardHandler),
 		ahead:  1,
 	}
@@ -57,7 +70,7 @@ func makeOptions(opts []Option) (*options, error) {
 // are refused. The defaults are listed on [Limits].
 func WithLimits(l Limits) Option {
 	return func(o *options) error {
-		if l.Entries < 0 || l.Bytes < 0 || l.PathLen < 0 || l.XattrBytes < 0 {
+		if l.Entries < 0 || l.Bytes < 0 || l.PathLen < 0 || l.XattrBytes < 0 || l.Depth < 0 || l.Xattrs < 0 || l.Layers < 0 {
 			return errors.New("layerapply: negative limit")
 		}
 		if l.Entries > 0 {
@@ -71,6 +84,15 @@ func WithLimits(l Limits) Option {
 		}
 		if l.XattrBytes > 0 {
 			o.limits.XattrBytes = l.XattrBytes
+		}
+		if l.Depth > 0 {
+			o.limits.Depth = l.Depth
+		}
+		if l.Xattrs > 0 {
+			o.limits.Xattrs = l.Xattrs
+		}
+		if l.Layers > 0 {
+			o.limits.Layers = l.Layers
 		}
 		return nil
 	}

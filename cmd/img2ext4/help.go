@@ -62,12 +62,14 @@ Exit status: 0 success, 1 failure, 2 usage error, 130 interrupted (SIGINT),
 // helpText is what -h and --help print: a description, examples and the flags, the
 // options that apply to ext4 output alone in their own group.
 func helpText(fs *pflag.FlagSet) string {
-	var general, ext4 []*pflag.Flag
+	var general, ext4, limits []*pflag.Flag
 	fs.VisitAll(func(f *pflag.Flag) {
 		if f.Hidden {
 			return
 		}
-		if strings.HasPrefix(f.Usage, "ext4: ") {
+		if strings.HasPrefix(f.Name, "max-") {
+			limits = append(limits, f)
+		} else if strings.HasPrefix(f.Usage, "ext4: ") {
 			ext4 = append(ext4, f)
 		} else {
 			general = append(general, f)
@@ -79,6 +81,8 @@ func helpText(fs *pflag.FlagSet) string {
 	writeFlags(&b, general)
 	b.WriteString("\next4 output (--format ext4 only):\n")
 	writeFlags(&b, ext4)
+	b.WriteString("\nLimits on what an image may make the conversion do (an error names the flag to raise):\n")
+	writeFlags(&b, limits)
 	b.WriteString(helpTail)
 	return b.String()
 }

@@ -22,6 +22,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/img2ext4/img2ext4"
 	"github.com/img2ext4/img2ext4/cacert"
+	"github.com/img2ext4/img2ext4/layerapply"
 	"github.com/img2ext4/img2ext4/ocifetch"
 	"github.com/img2ext4/img2ext4/progress"
 	"github.com/spf13/pflag"
@@ -63,6 +64,7 @@ type config struct {
 	jobs          int
 	retries       int
 	retryMaxTime  time.Duration
+	limits        layerapply.Limits
 	progress      string
 	quiet         bool
 	version       bool
@@ -115,6 +117,7 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.IntVar(&c.jobs, "jobs", 4, "layer blobs to download in parallel")
 	fs.IntVar(&c.retries, "retries", ocifetch.DefaultRetries, "retry a failed registry request up to `N` times in a row (0 to 100)")
 	fs.DurationVar(&c.retryMaxTime, "retry-max-time", ocifetch.DefaultRetryMaxTime, "give up on a registry request that keeps failing for longer than `DURATION`")
+	addLimitFlags(fs, &c.limits)
 	fs.StringVar(&c.progress, "progress", "auto", "progress output `MODE`: auto, tty, plain, json or none")
 	fs.BoolVarP(&c.quiet, "quiet", "q", false, "print nothing but errors (--progress none still prints the summary)")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
@@ -158,6 +161,9 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	}
 	if c.jobs < 1 || c.jobs > 64 {
 		return nil, usageError{fmt.Errorf("--jobs %d: want 1 to 64", c.jobs)}
+	}
+	if err := checkLimits(c.limits); err != nil {
+		return nil, usageError{err}
 	}
 	if c.retries < 0 || c.retries > 100 {
 		return nil, usageError{fmt.Errorf("--retries %d: want 0 to 100", c.retries)}
@@ -278,7 +284,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fetch = append(fetch, ocifetch.WithBasicAuth(c.username, strings.TrimRight(string(b), "\r\n")))
 	}
 	opts := []img2ext4.Option{img2ext4.WithFormat(img2ext4.Format(c.format)), img2ext4.WithFetchOptions(fetch...), img2ext4.WithTempDir(c.tmpDir),
-		img2ext4.WithStrict(c.strict)}
+		img2ext4.WithStrict(c.strict), img2ext4.WithLimits(c.limits)}
 	if c.configOut != "" {
 		opts = append(opts, img2ext4.WithLaunchConfig(c.configOut))
 	}
@@ -349,6 +355,7 @@ func (e hintedError) Unwrap() error { return e.err }
 // command line can fix it.
 func errorText(err error) (msg, hint string) {
 	msg = strings.TrimPrefix(err.Error(), "img2ext4: ")
+	hint = limitHint(err)
 	var pe *ocifetch.PlatformError
 	if errors.As(err, &pe) {
 		if pe.Index {
