@@ -23,7 +23,9 @@ type Limits struct {
 	// entry. The default is 1 MiB, archive/tar's own cap on a PAX header. Attributes within
 	// it that ext4 cannot hold are dropped and reported (see [Warning]), not refused.
 	XattrBytes int
-	// Depth is the most components in an entry's name. The default is 1024.
+	// Depth is the most components in an entry's name (or a hard link's target). The
+	// default is 32768, every name within the default PathLen; names deeper than the
+	// kernel can resolve are skipped and reported like long ones.
 	Depth int
 	// Xattrs is the most extended-attribute and ACL records on one entry. The default is
 	// 1024.
@@ -35,7 +37,7 @@ type Limits struct {
 // DefaultLimits returns the limits [Apply] uses unless [WithLimits] says otherwise.
 func DefaultLimits() Limits {
 	return Limits{Entries: 10_000_000, Bytes: 1 << 40, PathLen: 64 << 10, XattrBytes: 1 << 20,
-		Depth: 1024, Xattrs: 1024, Layers: 1024}
+		Depth: 32 << 10, Xattrs: 1024, Layers: 1024}
 }
 
 type options struct {
