@@ -225,3 +225,13 @@ func aclFromDisk(v []byte) []byte {
 	}
 	return out
 }
+
+// Kind returns the type bits of name's mode (0 for a regular file, fs.ModeDir, ...) and
+// whether name exists, without following symbolic links and without allocating.
+func (w *Writer) Kind(name string) (fs.FileMode, bool) {
+	in, _, _, err := w.lookup(name)
+	if err != nil {
+		return 0, false
+	}
+	return decodeMode(in.mode).Type(), true
+}

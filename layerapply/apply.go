@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"slices"
 	"strings"
 	"time"
 
@@ -45,13 +44,15 @@ func NewMerger(s Sink, opts ...Option) (*Merger, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Merger{a: &applier{
+	a := &applier{
 		ctx:  context.Background(),
 		sink: s,
 		opts: o,
 		root: &node{typ: tar.TypeDir, upper: -1},
 		buf:  make([]byte, 256<<10),
-	}}, nil
+	}
+	a.leaves, _ = s.(leafIndex)
+	return &Merger{a: a}, nil
 }
 
 // Apply merges the layers of img, bottom first, on top of what the Merger holds. The layer
@@ -99,6 +100,7 @@ func (m *Merger) Apply(ctx context.Context, img v1.Image) error {
 			}
 		}
 		err := a.applyLayer(m.layers, len(layers), l, diffIDs[i], spools[i])
+		a.fresh, a.freshIn = nil, nil // the next layer sees this one's leaves as lower
 		if spools[i] != nil {
 			spools[i].Close()
 		}
@@ -119,7 +121,7 @@ func (m *Merger) Add(hdr *tar.Header, body io.Reader) error {
 	a := m.a
 	if !m.added {
 		m.added = true
-		a.layer = m.layers
+		a.startLayer(m.layers)
 		a.digest = "added"
 		a.pending = a.pending[:0]
 		m.layers++
@@ -159,6 +161,10 @@ type applier struct {
 	bytes    int64
 
 	buf     []byte
+	leaves  leafIndex       // the sink, when it indexes leaves itself
+	fresh   map[string]bool // leaves this layer wrote, with a leaf index
+	freshIn map[*node]int   // how many of them each directory holds
+
 	dec     layerstream.Decoder // reused from layer to layer
 	out     Entry               // reused entry handed to the sink
 	created time.Time           // the image's creation time, for entries a RootFS makes
@@ -169,7 +175,7 @@ func (a *applier) close() { a.dec.Close() }
 
 // applyLayer applies one layer, read from its spool when it has one.
 func (a *applier) applyLayer(idx, count int, l v1.Layer, diffID v1.Hash, sp *layerstream.Spool) (err error) {
-	a.layer = idx
+	a.startLayer(idx)
 	a.digest = fmt.Sprintf("%d", idx)
 	if d, derr := l.Digest(); derr == nil {
 		a.digest = d.String()
@@ -327,14 +333,11 @@ func (a *applier) header(name string, hdr *tar.Header) (*Entry, error) {
 
 // mkdirImplicit creates a parent directory that the layer did not list.
 func (a *applier) mkdirImplicit(parent *node, name string) (*node, error) {
-	n := newNode(name, tar.TypeDir, "")
 	e := Entry{Type: TypeDir, Path: parent.join(name), Mode: 0o755, ModTime: a.mtime}
 	if err := a.sink.Entry(&e, nil); err != nil {
 		return nil, err
 	}
-	parent.add(n)
-	n.markUpper(a.layer)
-	return n, nil
+	return a.addChild(parent, name, tar.TypeDir, "", e.Path), nil
 }
 
 // parentOf resolves the directory part of name, creating missing directories. It returns
@@ -343,7 +346,7 @@ func (a *applier) mkdirImplicit(parent *node, name string) (*node, error) {
 func (a *applier) parentOf(name string) (parent *node, base, full string, err error) {
 	dir, base := path.Split(name)
 	dir = strings.TrimSuffix(dir, "/")
-	parent, err = resolveDir(a.root, dir, true, a.mkdirImplicit)
+	parent, err = a.resolveDir(dir, true, a.mkdirImplicit)
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -374,7 +377,7 @@ func (a *applier) create(name string, hdr *tar.Header, body io.Reader) error {
 	if err != nil {
 		return err
 	}
-	if old := parent.child(base); old != nil {
+	if old := a.childOf(parent, base, full); old != nil {
 		if old.isDir() && hdr.Typeflag == tar.TypeDir {
 			if err := a.sink.Entry(h, nil); err != nil {
 				return err
@@ -394,9 +397,7 @@ func (a *applier) create(name string, hdr *tar.Header, body io.Reader) error {
 	if err := a.sink.Entry(h, body); err != nil {
 		return err
 	}
-	n := newNode(base, hdr.Typeflag, hdr.Linkname)
-	parent.add(n)
-	n.markUpper(a.layer)
+	a.addChild(parent, base, hdr.Typeflag, hdr.Linkname, full)
 	return nil
 }
 
@@ -418,13 +419,13 @@ func (a *applier) link(hdr *tar.Header, final bool) error {
 		return fmt.Errorf("%w: hard link to the root directory", ErrInvalidEntry)
 	}
 	ldir, lbase := path.Split(lname)
-	lparent, err := resolveDir(a.root, strings.TrimSuffix(ldir, "/"), true, nil)
+	lparent, err := a.resolveDir(strings.TrimSuffix(ldir, "/"), true, nil)
 	if err != nil {
 		return fmt.Errorf("hard link target %q: %w", hdr.Linkname, err)
 	}
 	var target *node
 	if lparent != nil {
-		target = lparent.child(lbase)
+		target = a.childOf(lparent, lbase, "")
 	}
 	if target == nil {
 		if !final {
@@ -444,8 +445,8 @@ func (a *applier) link(hdr *tar.Header, final bool) error {
 	if err != nil {
 		return err
 	}
-	old := parent.child(base)
-	if old == target {
+	old := a.childOf(parent, base, full)
+	if old == target || (old != nil && old.parent == target.parent && old.name == target.name) {
 		return nil // a link to itself changes nothing
 	}
 	h, err := a.header(full, hdr)
@@ -462,9 +463,7 @@ func (a *applier) link(hdr *tar.Header, final bool) error {
 	if err := a.sink.Entry(h, nil); err != nil {
 		return err
 	}
-	n := newNode(base, target.typ, target.target())
-	parent.add(n)
-	n.markUpper(a.layer)
+	a.addChild(parent, base, target.typ, target.target(), full)
 	return nil
 }
 
@@ -475,7 +474,7 @@ func (a *applier) lookupNoFollow(name string) (*node, error) {
 		return a.root, nil
 	}
 	dir, base := path.Split(name)
-	parent, err := resolveDir(a.root, strings.TrimSuffix(dir, "/"), false, nil)
+	parent, err := a.resolveDir(strings.TrimSuffix(dir, "/"), false, nil)
 	var nd *notDirError
 	switch {
 	case errors.As(err, &nd):
@@ -485,7 +484,7 @@ func (a *applier) lookupNoFollow(name string) (*node, error) {
 	case parent == nil:
 		return nil, nil
 	}
-	return parent.child(base), nil
+	return a.childOf(parent, base, name), nil
 }
 
 // whiteout removes target and everything below it that lower layers wrote.
@@ -506,10 +505,10 @@ func (a *applier) opaque(dir string) error {
 	if d.typ == tar.TypeSymlink {
 		return fmt.Errorf("%w: opaque marker under symbolic link %q", ErrUnsafePath, d.path())
 	}
-	if !d.isDir() || len(d.kids()) == 0 {
+	if !d.isDir() || (a.leaves == nil && len(d.kids()) == 0) {
 		return nil
 	}
-	upper := false
+	upper := a.freshIn[d] > 0
 	for _, c := range d.kids() {
 		if int(c.upper) >= a.layer {
 			upper = true
@@ -540,13 +539,16 @@ func (a *applier) removeLower(n *node) error {
 }
 
 func (a *applier) removeLowerChildren(d *node) error {
-	names := make([]string, 0, len(d.kids()))
-	for name := range d.kids() {
-		names = append(names, name)
+	names, err := a.childNames(d)
+	if err != nil {
+		return err
 	}
-	slices.Sort(names)
 	for _, name := range names {
-		if err := a.removeLower(d.child(name)); err != nil {
+		c := a.childOf(d, name, "")
+		if c == nil {
+			continue // lost+found, which only the sink knows
+		}
+		if err := a.removeLower(c); err != nil {
 			return err
 		}
 	}

@@ -12,8 +12,10 @@ import (
 // Ext4 is a [Sink] that applies the merged layers straight into an ext4 image: the
 // [ext4writer.Writer] holds the merged tree's metadata, and each body streams once into the
 // blocks it will occupy. Blocks of entries that a later layer removes or replaces are
-// reused by the writer, so the image holds no dead data. Ext4 is a [Tree] when the
-// writer's destination can be read back (an *os.File can).
+// reused by the writer, so the image holds no dead data. The writer's tree is the only
+// copy of the merged tree's leaves: the merge keeps nodes only for directories and
+// symbolic links and asks the writer about regular files, devices and FIFOs. Ext4 is a
+// [Tree] when the writer's destination can be read back (an *os.File can).
 type Ext4 struct {
 	w *ext4writer.Writer
 	f ext4writer.File // reused for every entry

@@ -27,7 +27,7 @@ func (m *Merger) RootFS() (RootFS, error) {
 	}
 	if !m.added {
 		m.added = true
-		m.a.layer = m.layers
+		m.a.startLayer(m.layers)
 		m.a.digest = "mutate"
 		m.layers++
 	}
@@ -79,7 +79,7 @@ func (r *rootFS) lookup(name string, follow bool) (parent *node, base string, n 
 		}
 		if b == "" || b == "." || b == ".." {
 			// The name ends in a directory step: resolve all of it as a directory.
-			d, err := resolveFrom(r.a.root, start, cur, true, nil)
+			d, err := resolveFrom(r.a.root, start, cur, true, nil, r.a.look())
 			if err != nil {
 				return nil, "", nil, dirErr(err)
 			}
@@ -91,14 +91,14 @@ func (r *rootFS) lookup(name string, follow bool) (parent *node, base string, n 
 			}
 			return d.parent, d.name, d, nil
 		}
-		p, err := resolveFrom(r.a.root, start, dir, true, nil)
+		p, err := resolveFrom(r.a.root, start, dir, true, nil, r.a.look())
 		if err != nil {
 			return nil, "", nil, dirErr(err)
 		}
 		if p == nil {
 			return nil, "", nil, fs.ErrNotExist
 		}
-		n := p.child(b)
+		n := r.a.childOf(p, b, "")
 		if n == nil || !follow || n.typ != tar.TypeSymlink {
 			return p, b, n, nil
 		}
@@ -160,11 +160,10 @@ func (r *rootFS) ReadDir(name string) ([]fs.DirEntry, error) {
 	if !d.isDir() {
 		return nil, pathErr("readdir", name, syscall.ENOTDIR)
 	}
-	names := make([]string, 0, len(d.kids()))
-	for n := range d.kids() {
-		names = append(names, n)
+	names, err := r.a.childNames(d)
+	if err != nil {
+		return nil, pathErr("readdir", name, err)
 	}
-	slices.Sort(names)
 	out := make([]fs.DirEntry, 0, len(names))
 	for _, n := range names {
 		e, err := r.t.Lstat(path.Join(p, n))
@@ -254,10 +253,7 @@ func (r *rootFS) WriteFile(name string, body io.Reader, perm fs.FileMode) error 
 
 // add records a new entry in the tree of names.
 func (r *rootFS) add(parent *node, base string, typ byte, target string) *node {
-	n := newNode(base, typ, target)
-	parent.add(n)
-	n.markUpper(r.a.layer)
-	return n
+	return r.a.addChild(parent, base, typ, target, parent.join(base))
 }
 
 // checkName refuses a new element the output cannot hold.
@@ -299,7 +295,7 @@ func sized(body io.Reader, dir string) (io.Reader, int64, func(), error) {
 }
 
 func (r *rootFS) MkdirAll(name string, perm fs.FileMode) error {
-	_, err := resolveDir(r.a.root, strings.Trim(name, "/"), true, func(parent *node, base string) (*node, error) {
+	_, err := r.a.resolveDir(strings.Trim(name, "/"), true, func(parent *node, base string) (*node, error) {
 		if err := checkName(base); err != nil {
 			return nil, err
 		}
@@ -375,9 +371,6 @@ func (r *rootFS) RemoveAll(name string) error {
 		return pathErr("remove", name, err)
 	}
 	if n.parent == nil { // the root: empty it
-		if len(n.kids()) == 0 {
-			return nil
-		}
 		if err := r.a.sink.Opaque("."); err != nil {
 			return pathErr("remove", name, err)
 		}

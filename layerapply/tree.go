@@ -141,34 +141,32 @@ func (n *node) add(child *node) {
 
 func (n *node) remove() {
 	if n.parent != nil {
-		delete(n.parent.ext.children, n.name)
+		if n.parent.ext != nil {
+			delete(n.parent.ext.children, n.name)
+		}
 		n.parent = nil
 	}
 }
 
-// errNotDir is returned by resolveDir when a path element is not a directory.
+// errNotDir is returned by resolveFrom when a path element is not a directory.
 type notDirError struct{ path string }
 
 func (e *notDirError) Error() string { return fmt.Sprintf("%s is not a directory", e.path) }
 
-// errSymlinkParent is returned by resolveDir when symlinks are not allowed and one is met.
+// errSymlinkParent is returned by resolveFrom when symlinks are not allowed and one is met.
 type symlinkParentError struct{ path string }
 
 func (e *symlinkParentError) Error() string {
 	return fmt.Sprintf("%s is a symbolic link", e.path)
 }
 
-// resolveDir walks dir (a clean relative name) from root with chroot semantics: ".." at the
-// root stays at the root, and a symbolic link is followed inside the tree, an absolute
-// target starting again at the root. When follow is false a symbolic link is an error.
-// A missing element is reported as (nil, nil) unless mkdir is set, in which case mkdir is
-// called to create it and must return the new node.
-func resolveDir(root *node, dir string, follow bool, mkdir func(parent *node, name string) (*node, error)) (*node, error) {
-	return resolveFrom(root, root, dir, follow, mkdir)
-}
-
-// resolveFrom is resolveDir starting at the directory cur instead of the root.
-func resolveFrom(root, cur *node, dir string, follow bool, mkdir func(parent *node, name string) (*node, error)) (*node, error) {
+// resolveFrom walks dir (a clean relative name) from the directory cur with chroot
+// semantics: ".." at the root stays at the root, and a symbolic link is followed inside the
+// tree, an absolute target starting again at root. When follow is false a symbolic link is
+// an error. A missing element is reported as (nil, nil) unless mkdir is set, in which case
+// mkdir is called to create it and must return the new node. When the tree keeps no nodes
+// for leaves, look finds a child that has no node (see [applier.childOf]).
+func resolveFrom(root, cur *node, dir string, follow bool, mkdir func(parent *node, name string) (*node, error), look func(*node, string) *node) (*node, error) {
 	if dir == "." || dir == "" {
 		return cur, nil
 	}
@@ -191,6 +189,9 @@ func resolveFrom(root, cur *node, dir string, follow bool, mkdir func(parent *no
 			continue
 		}
 		child := cur.child(elem)
+		if child == nil && look != nil {
+			child = look(cur, elem)
+		}
 		if child == nil {
 			if mkdir == nil {
 				return nil, nil
