@@ -101,8 +101,9 @@ func WithLimits(l Limits) Option {
 }
 
 // WithProgress reports apply progress to fn: [progress.PhaseApply] events counting each
-// layer's uncompressed tar bytes (Total as layerstream.WithProgress describes it). The default is
-// no reporting.
+// layer's uncompressed tar bytes (Total as layerstream.WithProgress describes it). fn is
+// called from the goroutine that applies the layers, one call at a time; layers
+// decompressed ahead report nothing until they are applied. The default is no reporting.
 func WithProgress(fn progress.Func) Option {
 	return func(o *options) error { o.progress = fn; return nil }
 }
