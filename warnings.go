@@ -74,10 +74,10 @@ func (r *Result) WarningSummary(n int) []string {
 	if r.WarningsOmitted > 0 {
 		parts = append(parts, fmt.Sprintf("%d more not listed", r.WarningsOmitted))
 	}
-	lines := []string{fmt.Sprintf("metadata the output cannot hold as given: %s (--strict refuses instead)", strings.Join(parts, ", "))}
+	lines := []string{"metadata the output cannot hold as given: " + strings.Join(parts, ", ")}
 	for i, w := range r.Warnings {
 		if i == n {
-			lines = append(lines, fmt.Sprintf("... and %d more (all in --progress json)", total-n))
+			lines = append(lines, fmt.Sprintf("... and %d more", total-n))
 			break
 		}
 		lines = append(lines, w.String())

@@ -383,7 +383,10 @@ func summary(c *config, res *img2ext4.Result, elapsed time.Duration) progress.Su
 	if !res.Skipped.Zero() {
 		s.Warnings = append(s.Warnings, res.Skipped.String())
 	}
-	s.Warnings = append(s.Warnings, res.WarningSummary(5)...)
+	if ws := res.WarningSummary(5); len(ws) > 0 {
+		ws[0] += " (each one in --progress json; --strict fails instead)"
+		s.Warnings = append(s.Warnings, ws...)
+	}
 	if res.CACerts != nil {
 		s.Notes = append(s.Notes, res.CACerts.Summary()...)
 		s.Warnings = append(s.Warnings, res.CACerts.Warnings...)
