@@ -150,3 +150,85 @@ func bytesJoin(b [][]byte) []byte {
 	}
 	return out
 }
+
+// FuzzRehash builds a CA directory from the input (files chosen among certificates with
+// colliding and distinct subjects, a bundle, a CRL, a key with a certificate and junk, under
+// names with and without the extensions rehash reads; links with hash names, right, wrong,
+// stale, out of range or dangling) and wants the package's rehash to leave exactly what
+// `openssl rehash` leaves.
+func FuzzRehash(f *testing.F) {
+	trusttest.Need(f, "openssl")
+	p := trusttest.NewPKI(f)
+	c := trusttest.NewCA(f, pkix.Name{CommonName: "C"})
+	crlDER, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(1), ThisUpdate: time.Unix(1e9, 0), NextUpdate: time.Unix(4e9, 0),
+	}, p.Corp.Cert, p.Corp.Key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(c.Key)
+	contents := []string{
+		string(p.DistroA.PEM), string(p.Twin.PEM), string(p.DistroB.PEM), string(p.Corp.PEM),
+		string(p.DistroA.PEM) + string(p.DistroB.PEM),
+		string(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crlDER})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})) + string(c.PEM),
+		"junk\n",
+	}
+	names := []string{"a.pem", "b.crt", "c.cer", "D.PEM", "e.txt", "f.crl", "g.pem", "h.crt"}
+	hashes := []string{
+		trusttest.OpenSSLHash(f, p.DistroA.PEM) + ".", trusttest.OpenSSLHash(f, p.DistroB.PEM) + ".",
+		trusttest.OpenSSLHash(f, p.Corp.PEM) + ".", trusttest.OpenSSLHash(f, p.Corp.PEM) + ".r",
+		trusttest.OpenSSLHash(f, c.PEM) + ".",
+	}
+	f.Add([]byte{0, 0, 0, 1, 1, 1, 2, 4, 4, 3, 0, 0})
+	f.Add([]byte{0, 0, 0, 0, 1, 1, 0, 2, 0, 1, 0, 5, 1, 0, 9, 1, 3, 1})
+	f.Add([]byte{0, 1, 5, 0, 2, 6, 1, 2, 0, 1, 3, 1, 0, 3, 2})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		files := map[string]string{}
+		links := map[string]string{}
+		for i := 0; i+2 < len(data) && i < 3*16; i += 3 {
+			a, b := int(data[i+1]), int(data[i+2])
+			if data[i]%2 == 0 {
+				files[names[a%len(names)]] = contents[b%len(contents)]
+			} else {
+				target := "gone.pem"
+				if b%(len(names)+1) < len(names) {
+					target = names[b%(len(names)+1)]
+				}
+				links[hashes[a%len(hashes)]+fmt.Sprint(a/len(hashes)%4)] = target
+			}
+		}
+		for n := range links {
+			delete(files, n)
+		}
+		var entries []tartest.Entry
+		for n, content := range files {
+			entries = append(entries, tartest.File(n, content))
+		}
+		for n, target := range links {
+			entries = append(entries, tartest.Symlink(n, target))
+		}
+		fsys, ours := rootFS(t, entries)
+		theirs := t.TempDir()
+		for n, content := range files {
+			if err := os.WriteFile(filepath.Join(theirs, n), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for n, target := range links {
+			if err := os.Symlink(target, filepath.Join(theirs, n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, _, err := cacert.Rehash(fsys, "/"); err != nil {
+			t.Fatal(err)
+		}
+		// openssl rehash exits non-zero when it counts errors (a file it cannot open, say)
+		// but still links what it can: compare what it leaves either way.
+		out, rerr := exec.Command("openssl", "rehash", theirs).CombinedOutput()
+		if got, want := dirState(t, ours), dirState(t, theirs); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Logf("openssl rehash: %v\n%s", rerr, out)
+			t.Fatalf("rehash differs from openssl rehash:\n got: %v\nwant: %v", got, want)
+		}
+	})
+}
