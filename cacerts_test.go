@@ -100,7 +100,8 @@ func TestCACertsExt4(t *testing.T) {
 	}
 }
 
-// TestCACertsDirAndTar: the same mutation reaches the directory and tar outputs.
+// TestCACertsDirAndTar: the same mutation reaches the directory and tar outputs, and an
+// image that holds the CAs already is left as it is.
 func TestCACertsDirAndTar(t *testing.T) {
 	trusttest.Need(t, "openssl", "keytool", "tar")
 	p := trusttest.NewPKI(t)
@@ -123,6 +124,19 @@ func TestCACertsDirAndTar(t *testing.T) {
 		t.Fatalf("tar -x: %v\n%s", err, b)
 	}
 	checkLayout(t, root, l, p)
+
+	// An image that holds the CAs already (the tar output as its one layer) gets nothing.
+	b, err := os.ReadFile(tarFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := img2ext4.Convert(context.Background(), pushed(t, tartest.Image(b)), filepath.Join(tmp, "again.img"), ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.CACerts == nil || len(res.CACerts.Changes) != 0 || res.CACerts.Stores < len(l.Bundles) {
+		t.Errorf("converting an image that holds the CAs: %+v", res.CACerts)
+	}
 }
 
 // TestCACertsRefused: a non-CA certificate is refused before anything is fetched, and an
