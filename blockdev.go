@@ -221,15 +221,25 @@ func (ss *spans) add(off, end int64) {
 
 func (ss *spans) list() []span { return ss.s }
 
+// Where the kernel tells which block devices are in use; tests point them elsewhere.
+var (
+	sysBlock  = "/sys/dev/block"
+	mountInfo = "/proc/self/mountinfo"
+	procSwaps = "/proc/swaps"
+)
+
 // checkDeviceUnused refuses a device (major:minor in rdev, reached as path) that is
 // mounted, has a mounted partition or is a partition of a mounted disk, is held by
 // another block device, or is active swap.
 func checkDeviceUnused(rdev uint64, path string) error {
 	devs := []string{devName(rdev)}
-	sys := "/sys/dev/block/" + devs[0]
+	sys := filepath.Join(sysBlock, devs[0])
+	if real, err := filepath.EvalSymlinks(sys); err == nil {
+		sys = real // /sys/dev/block/M:m links to the device's directory
+	}
 	if _, err := os.Stat(filepath.Join(sys, "partition")); err == nil {
 		// A partition: its disk is the parent directory in sysfs.
-		if b, err := os.ReadFile(filepath.Join(sys, "..", "dev")); err == nil {
+		if b, err := os.ReadFile(filepath.Join(filepath.Dir(sys), "dev")); err == nil {
 			devs = append(devs, strings.TrimSpace(string(b)))
 		}
 	}
@@ -252,7 +262,7 @@ func checkDeviceUnused(rdev uint64, path string) error {
 		if mp, ok := mounts[dev]; ok {
 			return fmt.Errorf("%s is mounted at %s", what, mp)
 		}
-		if holders, _ := readDirNames("/sys/dev/block/"+dev+"/holders", -1); len(holders) > 0 {
+		if holders, _ := readDirNames(filepath.Join(sysBlock, dev, "holders"), -1); len(holders) > 0 {
 			slices.Sort(holders)
 			return fmt.Errorf("%s is in use by %s", what, strings.Join(holders, ", "))
 		}
@@ -262,7 +272,7 @@ func checkDeviceUnused(rdev uint64, path string) error {
 			return fmt.Errorf("block device is mounted at %s", mp)
 		}
 	}
-	if b, err := os.ReadFile("/proc/swaps"); err == nil {
+	if b, err := os.ReadFile(procSwaps); err == nil {
 		for _, line := range strings.Split(string(b), "\n")[1:] {
 			f := strings.Fields(line)
 			var st unix.Stat_t
@@ -281,7 +291,7 @@ func devName(rdev uint64) string {
 // mountedDevices maps the major:minor and the source path of every mounted filesystem
 // (from /proc/self/mountinfo) to a mount point.
 func mountedDevices() (map[string]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	f, err := os.Open(mountInfo)
 	if err != nil {
 		return nil, err
 	}
