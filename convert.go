@@ -60,6 +60,9 @@ type Result struct {
 	// CACerts reports what [WithCACerts] changed in the image's trust stores; nil without
 	// WithCACerts.
 	CACerts *cacert.Report
+	// Verity describes the dm-verity hash tree made with [WithVerity]: root hash, salt,
+	// data blocks, hash offset and the veritysetup open line; nil without WithVerity.
+	Verity *Verity
 	// Config is the image's run configuration (entrypoint, command, environment, user,
 	// working directory, labels, ports, stop signal), as a VM launcher needs it.
 	Config v1.Config
@@ -82,6 +85,11 @@ type options struct {
 	check    func(v1.Image) error // run before any layer is fetched
 	config   string               // WithLaunchConfig
 	staged   *staged              // the launch config, waiting for the output
+
+	// WithVerity's request and what it made.
+	verity       *VerityOptions
+	verityRes    *Verity // set by the verity step, before the result is made
+	verityStaged *staged // a separate hash file, waiting for the output
 }
 
 // Option configures [Convert].
@@ -225,6 +233,9 @@ func Convert(ctx context.Context, ref, out string, opts ...Option) (res *Result,
 	if err := o.precheck(); err != nil {
 		return nil, err
 	}
+	if o.verity != nil && o.format != FormatExt4 {
+		return nil, &CheckError{Op: "verity", Err: fmt.Errorf("a hash tree needs --format ext4, not %s", o.format)}
+	}
 	switch o.format {
 	case FormatDir:
 		return convertDir(ctx, ref, out, o)
@@ -244,6 +255,9 @@ func ConvertTar(ctx context.Context, ref string, w io.Writer, opts ...Option) (*
 	}
 	if err := o.precheck(); err != nil {
 		return nil, err
+	}
+	if o.verity != nil {
+		return nil, &CheckError{Op: "verity", Err: errors.New("a hash tree needs --format ext4, not tar")}
 	}
 	var sink *layerapply.Tar
 	res, err := run(ctx, ref, o, func(v1.Image) (layerapply.Sink, error) {
@@ -338,7 +352,7 @@ func run(ctx context.Context, ref string, o *options, newSink func(v1.Image) (la
 	}
 	o.report(progress.Event{Phase: progress.PhaseFinalize, Layer: -1, Layers: len(pf.Layers()), Total: -1, Complete: true, Elapsed: time.Since(fin)})
 	res := &Result{Digest: digest, Platform: v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant},
-		Layers: len(pf.Layers()), Config: cf.Config, Warnings: warns.list, WarningsOmitted: warns.omitted, CACerts: o.caReport}
+		Layers: len(pf.Layers()), Config: cf.Config, Warnings: warns.list, WarningsOmitted: warns.omitted, CACerts: o.caReport, Verity: o.verityRes}
 	if err := o.stageLaunchConfig(res); err != nil {
 		return nil, err
 	}

@@ -180,11 +180,15 @@ func convertExt4(ctx context.Context, ref, out string, o *options) (res *Result,
 	if err := t.fixSize(&e); err != nil {
 		return nil, err
 	}
+	if err := o.checkVerity(t); err != nil {
+		return nil, err
+	}
 	o.check = func(img v1.Image) error { return t.checkSpace(img, e.Size) }
 	var w *ext4writer.Writer
+	var digest v1.Hash
 	err = t.write("write image", func(f outputFile) error {
 		res, err = run(ctx, ref, o, func(img v1.Image) (layerapply.Sink, error) {
-			digest, err := img.Digest()
+			digest, err = img.Digest()
 			if err != nil {
 				return nil, err
 			}
@@ -209,10 +213,19 @@ func convertExt4(ctx context.Context, ref, out string, o *options) (res *Result,
 					}
 				}
 			}
-			return w.Close()
+			if err := w.Close(); err != nil || o.verity == nil {
+				return err
+			}
+			salt, err := o.veritySalt(digest, e)
+			if err != nil {
+				return err
+			}
+			o.verityRes, err = o.writeVerity(ctx, f, out, w.Stats().Size, salt)
+			return err
 		})
 		return err
 	})
+	err = o.commitVerity(err)
 	if err == nil {
 		st := w.Stats()
 		res.Filesystem = &st

@@ -30,6 +30,9 @@ type LaunchConfig struct {
 	// that look elsewhere (see [cacert.Report.Env]). The image's own stores are already
 	// updated, so nothing else needs them.
 	CAEnv []string `json:"ca_env,omitempty"`
+	// Verity, after [WithVerity], is the image's dm-verity hash tree: root hash, salt,
+	// data blocks, hash file and offset, and the veritysetup open line.
+	Verity *Verity `json:"verity,omitempty"`
 }
 
 // LaunchConfig extracts the launch settings from the result.
@@ -39,6 +42,7 @@ func (r *Result) LaunchConfig() LaunchConfig {
 		Image: r.Digest.String(), Platform: r.Platform.String(),
 		Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User,
 		Labels: c.Labels, StopSignal: c.StopSignal, CAEnv: r.CACerts.Env(),
+		Verity: r.Verity,
 	}
 	for p := range c.ExposedPorts {
 		lc.ExposedPorts = append(lc.ExposedPorts, p)

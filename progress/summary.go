@@ -31,6 +31,9 @@ type Summary struct {
 	// CACerts is what the CA certificate step changed (img2ext4's Result.CACerts, a
 	// *cacert.Report), or nil; JSON shows it as "ca_certs".
 	CACerts any `json:"ca_certs,omitempty"`
+	// Verity is the dm-verity hash tree made (img2ext4's Result.Verity), or nil; JSON
+	// shows it as "verity".
+	Verity any `json:"verity,omitempty"`
 	// Warnings are things the user should know about the result, one sentence each
 	// (for instance what a directory output could not restore without root).
 	Warnings []string `json:"warnings,omitempty"`

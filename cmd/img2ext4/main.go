@@ -75,6 +75,9 @@ type config struct {
 	caCertFiles   []string
 	caCerts       []*x509.Certificate
 	caStrict      bool
+	verity        bool
+	verityOut     string
+	veritySalt    string
 	ext4          img2ext4.Ext4Options
 	source, out   string
 }
@@ -127,6 +130,9 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.BoolVar(&c.strict, "strict", false, "fail instead of dropping metadata the output cannot hold as given (escalating capabilities, invalid ACLs, odd attributes, over-long names)")
 	fs.StringArrayVar(&c.caCertFiles, "ca-cert", nil, "add the CA certificates in PEM `FILE` to every trust store of the image (repeatable)")
 	fs.BoolVar(&c.caStrict, "ca-cert-strict", false, "fail on an expired or not yet valid --ca-cert, or an image keystore it cannot open, instead of warning")
+	fs.BoolVar(&c.verity, "verity", false, "ext4: append a dm-verity hash tree after the filesystem (at its size, a multiple of 4096)")
+	fs.StringVar(&c.verityOut, "verity-out", "", "ext4: write the dm-verity hash tree to `FILE` instead of appending it (implies --verity)")
+	fs.StringVar(&c.veritySalt, "verity-salt", "", "ext4: dm-verity salt, `HEX` or - for none (default: derived from the image digest and ext4 options)")
 	fs.Usage = func() { fmt.Fprint(stdout, helpText(fs)) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -206,6 +212,14 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	}
 	if err := c.ext4.Validate(); err != nil {
 		return nil, usageError{err}
+	}
+	if c.veritySalt != "" && !c.verity && c.verityOut == "" {
+		return nil, usageError{errors.New("--verity-salt needs --verity or --verity-out")}
+	}
+	if c.veritySalt != "" {
+		if _, err := img2ext4.ParseVeritySalt(c.veritySalt); err != nil {
+			return nil, usageError{fmt.Errorf("--verity-salt: %w", err)}
+		}
 	}
 	if c.out == "-" && c.format != "tar" {
 		return nil, usageError{errors.New("OUTPUT - (stdout) needs --format tar")}
@@ -290,6 +304,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if c.format == "ext4" {
 		opts = append(opts, img2ext4.WithExt4(c.ext4))
+	}
+	if c.verity || c.verityOut != "" {
+		v := img2ext4.VerityOptions{Out: c.verityOut}
+		if c.veritySalt != "" {
+			v.Salt, _ = img2ext4.ParseVeritySalt(c.veritySalt)
+		}
+		opts = append(opts, img2ext4.WithVerity(v))
 	}
 	if r != nil {
 		opts = append(opts, img2ext4.WithProgress(r.Func()))
@@ -391,6 +412,11 @@ func summary(c *config, res *img2ext4.Result, elapsed time.Duration) progress.Su
 		s.Notes = append(s.Notes, res.CACerts.Summary()...)
 		s.Warnings = append(s.Warnings, res.CACerts.Warnings...)
 		s.CACerts = res.CACerts
+	}
+	if v := res.Verity; v != nil {
+		s.Notes = append(s.Notes, fmt.Sprintf("Verity: root hash %s, salt %s, %d data blocks, hash tree in %s at offset %d", v.RootHash, v.Salt, v.DataBlocks, v.HashFile, v.HashOffset),
+			"Open with: "+v.Open)
+		s.Verity = v
 	}
 	return s
 }
