@@ -79,3 +79,27 @@ func TestVerityCLI(t *testing.T) {
 		})
 	}
 }
+
+// TestVerityBlockDevice checks that a hash tree into a block device is a usage error and
+// leaves the device as it was.
+func TestVerityBlockDevice(t *testing.T) {
+	needRootTools(t, "losetup")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "disk")
+	if err := os.WriteFile(file, []byte("untouched"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(file, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	dev := loopDevice(t, file, dir, false)
+	for _, flag := range [][]string{{"--verity"}, {"--verity-out", filepath.Join(dir, "v.verity")}} {
+		code, _, stderr := runCLI(t, "", append(flag, "oci:"+hello, dev)...)
+		if code != exitUsage || !strings.Contains(stderr, "block device") {
+			t.Errorf("%s into a block device: exit %d, %q; want a usage error", flag[0], code, stderr)
+		}
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b[:9]) != "untouched" {
+		t.Errorf("the device was written (%v)", err)
+	}
+}
