@@ -117,6 +117,9 @@ func parseReference(s string) (reference, error) {
 	if err != nil {
 		return reference{}, fmt.Errorf("ocifetch: parse reference %q: %w", s, err)
 	}
+	if err := checkReferenceName(ref); err != nil {
+		return reference{}, fmt.Errorf("ocifetch: parse reference %q: %w", s, err)
+	}
 	return reference{transport: transportRegistry, ref: ref, scheme: sch}, nil
 }
 
