@@ -270,6 +270,9 @@ func (w *Writer) finish() (*layout, error) {
 	fixed := uint64(w.o.size / blockSize)
 	if !w.overflow {
 		l, err := w.fit(inodes, used, fixed, w.alloc.limit, false)
+		if w.err != nil {
+			return nil, w.err // moving bodies for smaller groups failed
+		}
 		var se *SizeError
 		if fixed == 0 || !errors.As(err, &se) {
 			return l, err
@@ -290,7 +293,7 @@ func (w *Writer) finish() (*layout, error) {
 // groups. It returns the allocator for that geometry, which keeps the
 // 32768 of the bodies already placed when their blocks are in the way of
 // the smaller groups' superblock backups.
-func (w *Writer) regroup(t, groups, ipg uint64) (allocator, uint64) {
+func (w *Writer) regroup(inodes []*inode, t, groups, ipg uint64) (allocator, uint64) {
 	if groups <= ceilDiv(t, blocksPerGroup) {
 		return w.alloc.clone(), blocksPerGroup
 	}
@@ -301,8 +304,15 @@ func (w *Writer) regroup(t, groups, ipg uint64) (allocator, uint64) {
 	if w.o.legacy {
 		descSize = 32
 	}
-	if a, ok := w.alloc.regroup(bpg, ceilDiv(groups*descSize, blockSize)); ok {
+	gdtRes := ceilDiv(groups*descSize, blockSize)
+	if a, ok := w.alloc.regroup(bpg, gdtRes); ok {
 		return a, bpg
+	}
+	// bodies are in the way: move them, when they can be read back
+	if w.relocate(inodes, bpg, gdtRes) {
+		if a, ok := w.alloc.regroup(bpg, gdtRes); ok {
+			return a, bpg
+		}
 	}
 	return w.alloc.clone(), blocksPerGroup
 }
@@ -345,7 +355,7 @@ func (w *Writer) fit(inodes []*inode, used, fixed, limit uint64, minimal bool) (
 		if ipg > disk.MaxInodesPerGr || groups*ipg > 1<<32-1 || groups*ipg < used {
 			return nil, opErr("close", "", fmt.Errorf("%w: %d needed", ErrTooManyInodes, used))
 		}
-		alloc, bpg := w.regroup(t, groups, ipg)
+		alloc, bpg := w.regroup(inodes, t, groups, ipg)
 		l, err := w.plan(inodes, alloc, groups, uint32(ipg), jblocks, limit)
 		if err != nil {
 			return nil, err

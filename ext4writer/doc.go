@@ -50,9 +50,10 @@
 // metadata_csum and 64bit). Groups have 32768 blocks unless the inodes
 // need more groups than that gives (a group holds at most 32768 inodes):
 // then, as with mke2fs -N, the groups shrink, so that an image of many
-// small files is not padded with full-size groups (bodies already placed
-// where the smaller groups' superblock backups would go keep the full
-// size). Inodes with the same extended attributes beyond what fits in
+// small files is not padded with full-size groups. Bodies already placed
+// where the smaller groups' superblock backups go are moved, read back
+// from the destination when it is an [io.ReaderAt] (an *os.File);
+// otherwise the groups keep their full size. Inodes with the same extended attributes beyond what fits in
 // the inode share one attribute block, up to the kernel's 1024.
 //
 // Output depends only on the calls made and the options: UUID and hash

@@ -1,12 +1,12 @@
 package ext4writer
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 )
 
@@ -95,15 +95,47 @@ func TestGeometryMounted(t *testing.T) {
 	fsck(t, img)
 }
 
-// TestGeometryDataInTheWay has bodies where smaller groups would put
-// superblock backups: the writer keeps full-size groups, still correct.
+// TestGeometryDataInTheWay has bodies where smaller groups put their
+// superblock backups: they are moved (read back from the image file),
+// and read back whole.
 func TestGeometryDataInTheWay(t *testing.T) {
 	needTools(t)
-	ents := append([]entry{{name: "big", mode: 0o644, data: randData(6, 40<<20)}}, emptyFiles(70000)...)
+	big := randData(6, 16<<20)
+	ents := append([]entry{{name: "big", mode: 0o644, data: big}, {name: "small", mode: 0o644, data: randData(7, 9000)}}, emptyFiles(40000)...)
+	ents[30000].probe = true // MinSize moves them once, Close again for the final groups
+	ents = append(ents, entry{name: "late", mode: 0o644, data: randData(8, 3<<20)})
 	img, st := buildStats(t, ents, WithFreeSpace(0))
 	fsck(t, img)
-	t.Logf("%d MiB, %s blocks per group", st.Size>>20, stats(t, img)["Blocks per group"])
-	if got := debugfs(t, img, "stat /big"); !strings.Contains(got, "Size: 41943040") {
-		t.Errorf("big: %s", got)
+	bpg := stats(t, img)["Blocks per group"]
+	t.Logf("%d MiB, %s blocks per group", st.Size>>20, bpg)
+	if bpg == "32768" || st.Size > 48<<20 {
+		t.Errorf("%d MiB with %s blocks per group: the groups did not shrink", st.Size>>20, bpg)
 	}
+	dump := filepath.Join(t.TempDir(), "big")
+	debugfs(t, img, "dump /big "+dump)
+	if got, err := os.ReadFile(dump); err != nil || !bytes.Equal(got, big) {
+		t.Errorf("big reads back %d bytes, differing: %v", len(got), err)
+	}
+	if os.Geteuid() == 0 {
+		checkTree(t, ents, mountTree(t, img))
+	}
+	// a destination that cannot be read back keeps full-size groups
+	m := &memWriterAt{}
+	w, err := New(m, WithFreeSpace(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if err := addEntry(w, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "mem.img")
+	if err := os.WriteFile(path, m.b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fsck(t, path)
 }
