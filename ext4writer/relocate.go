@@ -28,7 +28,12 @@ func (w *Writer) relocate(inodes []*inode, bpg, gdtRes uint64) bool {
 			}
 		}
 	}
-	if len(busy) == 0 {
+	n := uint64(0)
+	for _, r := range busy {
+		n += r.n
+	}
+	// room above the cursor for them and the backups skipped on the way
+	if n == 0 || w.alloc.cursor+2*n+2*bpg > w.alloc.limit {
 		return false
 	}
 	// where the moved blocks go: above the cursor, outside the backups
