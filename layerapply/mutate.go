@@ -119,7 +119,7 @@ func dirErr(err error) error {
 	switch {
 	case errors.As(err, &nd):
 		return syscall.ENOTDIR
-	case strings.Contains(err.Error(), "too many levels"):
+	case errors.Is(err, syscall.ELOOP):
 		return errLoop
 	}
 	return err

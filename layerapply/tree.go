@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"syscall"
 )
 
 // maxSymlinkHops bounds symbolic-link resolution, as the kernel's ELOOP does.
@@ -210,7 +211,7 @@ func resolveFrom(root, cur *node, dir string, follow bool, mkdir func(parent *no
 			}
 			hops++
 			if hops > maxSymlinkHops {
-				return nil, fmt.Errorf("%s: too many levels of symbolic links", dir)
+				return nil, fmt.Errorf("%s: %w", dir, syscall.ELOOP)
 			}
 			t := child.target()
 			if strings.HasPrefix(t, "/") {
