@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -57,6 +58,13 @@ func buildImage(t testing.TB, ents []entry, opts ...Option) string {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	writeEntries(t, f, ents, opts...)
+	return path
+}
+
+// writeEntries writes entries into a new image on f and returns the closed writer.
+func writeEntries(t testing.TB, f io.WriterAt, ents []entry, opts ...Option) *Writer {
+	t.Helper()
 	w, err := New(f, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +77,7 @@ func buildImage(t testing.TB, ents []entry, opts ...Option) string {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return w
 }
 
 func addEntry(w *Writer, e entry) error {

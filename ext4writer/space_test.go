@@ -21,18 +21,7 @@ func buildStats(t *testing.T, ents []entry, opts ...Option) (string, Stats) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	w, err := New(f, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if err := addEntry(w, e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	w := writeEntries(t, f, ents, opts...)
 	if w.planFree != w.stats.FreeBlocks {
 		t.Errorf("sizing counted %d free blocks, the bitmaps hold %d", w.planFree, w.stats.FreeBlocks)
 	}

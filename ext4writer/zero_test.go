@@ -87,18 +87,7 @@ func TestNoDeletedData(t *testing.T) {
 				zr = &zeroRanger{}
 				f = zr
 			}
-			w, err := New(f, WithFreeSpace(0))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range ents {
-				if err := addEntry(w, e); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := w.Close(); err != nil {
-				t.Fatal(err)
-			}
+			writeEntries(t, f, ents, WithFreeSpace(0))
 			switch m := f.(type) {
 			case *memWriterAt:
 				if err := os.WriteFile(path, m.b, 0o644); err != nil {
