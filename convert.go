@@ -392,3 +392,56 @@ func merge(ctx context.Context, sink layerapply.Sink, img v1.Image, o *options, 
 	}
 	return ctx.Err()
 }
+
+// convertExt4 writes the image's merged tree into an ext4 image at out through the ext4
+// sink; the writer sizes the image (see [Ext4Options]).
+func convertExt4(ctx context.Context, ref, out string, o *options) (res *Result, err error) {
+	t, err := openTarget(out, o)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	e := o.ext4
+	if err := t.fixSize(&e); err != nil {
+		return nil, err
+	}
+	if err := o.checkVerity(t); err != nil {
+		return nil, err
+	}
+	o.check = func(img v1.Image) error { return t.checkSpace(img, e.Size) }
+	var w *ext4writer.Writer
+	var digest v1.Hash
+	err = t.write("write image", func(f outputFile) error {
+		res, err = run(ctx, ref, o, func(img v1.Image) (layerapply.Sink, error) {
+			digest, err = img.Digest()
+			if err != nil {
+				return nil, err
+			}
+			wopts, err := e.writerOptions(digest.String())
+			if err != nil {
+				return nil, err
+			}
+			if w, err = ext4writer.New(f, wopts...); err != nil {
+				return nil, err
+			}
+			return layerapply.NewExt4(w), nil
+		}, func() error {
+			if err := w.Close(); err != nil || o.verity == nil {
+				return err
+			}
+			salt, err := o.veritySalt(digest, e)
+			if err != nil {
+				return err
+			}
+			o.verityRes, err = o.writeVerity(ctx, f, out, w.Stats().Size, salt)
+			return err
+		})
+		return err
+	})
+	err = o.commitVerity(err)
+	if err == nil {
+		st := w.Stats()
+		res.Filesystem = &st
+	}
+	return res, err
+}

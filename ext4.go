@@ -1,7 +1,6 @@
 package img2ext4
 
 import (
-	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/img2ext4/img2ext4/ext4writer"
-	"github.com/img2ext4/img2ext4/layerapply"
 	"golang.org/x/sys/unix"
 )
 
@@ -111,6 +109,8 @@ func (e Ext4Options) writerOptions(seed string) ([]ext4writer.Option, error) {
 	opts := []ext4writer.Option{ext4writer.WithSeed(seed)}
 	if e.Size > 0 {
 		opts = append(opts, ext4writer.WithSize(e.Size))
+	} else if e.Align > 4096 {
+		opts = append(opts, ext4writer.WithAlign(e.Align))
 	}
 	if e.FreeSet || e.FreeBytes > 0 || e.FreePercent > 0 {
 		opts = append(opts, ext4writer.WithFreeSpace(e.FreeBytes), ext4writer.WithFreePercent(e.FreePercent))
@@ -168,67 +168,4 @@ func estimate(img v1.Image) int64 {
 		n += l.Size
 	}
 	return n
-}
-
-func convertExt4(ctx context.Context, ref, out string, o *options) (res *Result, err error) {
-	t, err := openTarget(out, o)
-	if err != nil {
-		return nil, err
-	}
-	defer t.Close()
-	e := o.ext4
-	if err := t.fixSize(&e); err != nil {
-		return nil, err
-	}
-	if err := o.checkVerity(t); err != nil {
-		return nil, err
-	}
-	o.check = func(img v1.Image) error { return t.checkSpace(img, e.Size) }
-	var w *ext4writer.Writer
-	var digest v1.Hash
-	err = t.write("write image", func(f outputFile) error {
-		res, err = run(ctx, ref, o, func(img v1.Image) (layerapply.Sink, error) {
-			digest, err = img.Digest()
-			if err != nil {
-				return nil, err
-			}
-			wopts, err := e.writerOptions(digest.String())
-			if err != nil {
-				return nil, err
-			}
-			if w, err = ext4writer.New(f, wopts...); err != nil {
-				return nil, err
-			}
-			return layerapply.NewExt4(w), nil
-		}, func() error {
-			if e.Size == 0 {
-				min, err := w.MinSize()
-				if err != nil {
-					return err
-				}
-				target := (min + e.Align - 1) / e.Align * e.Align
-				if target != min {
-					if err := w.SetSize(target); err != nil {
-						return err
-					}
-				}
-			}
-			if err := w.Close(); err != nil || o.verity == nil {
-				return err
-			}
-			salt, err := o.veritySalt(digest, e)
-			if err != nil {
-				return err
-			}
-			o.verityRes, err = o.writeVerity(ctx, f, out, w.Stats().Size, salt)
-			return err
-		})
-		return err
-	})
-	err = o.commitVerity(err)
-	if err == nil {
-		st := w.Stats()
-		res.Filesystem = &st
-	}
-	return res, err
 }

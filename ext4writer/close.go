@@ -419,6 +419,21 @@ func (w *Writer) MinSize() (int64, error) {
 	return int64(l.blocks) * blockSize, nil
 }
 
+// alignSize rounds a computed size up to [WithAlign]'s multiple.
+func (w *Writer) alignSize() error {
+	if w.o.size != 0 || w.o.align <= blockSize {
+		return nil
+	}
+	min, err := w.MinSize()
+	if err != nil {
+		return err
+	}
+	if target := (min + w.o.align - 1) / w.o.align * w.o.align; target != min {
+		return w.SetSize(target)
+	}
+	return nil
+}
+
 // Close lays out and writes all metadata: inode tables, directories,
 // bitmaps, group descriptors, superblocks and the journal. It fails if a
 // body is incomplete. The Writer is unusable afterwards; Close does not
@@ -429,6 +444,11 @@ func (w *Writer) Close() error {
 	}
 	if err := w.check("close", ""); err != nil {
 		w.closed = true
+		return err
+	}
+	if err := w.alignSize(); err != nil {
+		w.closed = true
+		w.err = err
 		return err
 	}
 	w.closed = true

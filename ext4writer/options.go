@@ -28,6 +28,7 @@ type options struct {
 	freeSet     bool  // freeSpace and freePct replace the default headroom
 	freeInodes  uint32
 	mkfsTime    uint32
+	align       int64 // a computed size is rounded up to a multiple of align
 }
 
 const (
@@ -259,6 +260,19 @@ func WithFreePercent(pct int) Option {
 			return fmt.Errorf("ext4writer: free percentage %d out of range [0, 10000]", pct)
 		}
 		o.freePct, o.freeSet = pct, true
+		return nil
+	}
+}
+
+// WithAlign rounds a computed image size (no [WithSize]) up to a multiple of n bytes, a
+// power of two of at least 4096: 2 MiB suits virtio-pmem devices, which need it. The extra
+// blocks are free space. The default is 4096, no rounding.
+func WithAlign(n int64) Option {
+	return func(o *options) error {
+		if n < blockSize || n&(n-1) != 0 {
+			return fmt.Errorf("ext4writer: alignment %d is not a power of two of at least %d", n, blockSize)
+		}
+		o.align = n
 		return nil
 	}
 }
