@@ -20,17 +20,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// aclValue encodes tag, perm, id triples as a system.posix_acl_* value (VFS format v2).
-func aclValue(triples ...uint32) string {
-	b := []byte{2, 0, 0, 0}
-	for i := 0; i+2 < len(triples); i += 3 {
-		b = binary.LittleEndian.AppendUint16(b, uint16(triples[i]))
-		b = binary.LittleEndian.AppendUint16(b, uint16(triples[i+1]))
-		b = binary.LittleEndian.AppendUint32(b, triples[i+2])
-	}
-	return string(b)
-}
-
 // capValue is a v3 security.capability granting CAP_NET_RAW (effective, permitted) to the
 // root of the user namespace whose root is uid rootid.
 func capValue(rootid uint32) string {
@@ -47,21 +36,21 @@ const undef = 0xffffffff
 func policyLayer() []byte {
 	return tartest.Tar(
 		tartest.Dir("d", tartest.Mode(0o755),
-			tartest.Xattr("system.posix_acl_default", aclValue(1, 7, undef, 2, 5, 1002, 4, 5, undef, 0x10, 5, undef, 0x20, 5, undef))),
+			tartest.Xattr("system.posix_acl_default", tartest.ACL(1, 7, undef, 2, 5, 1002, 4, 5, undef, 0x10, 5, undef, 0x20, 5, undef))),
 		tartest.File("d/cap-ns0", "#!/bin/true\n", tartest.Mode(0o755), tartest.Xattr("security.capability", capValue(0))),
 		tartest.File("d/cap-ns1000", "#!/bin/true\n", tartest.Mode(0o755), tartest.Xattr("security.capability", capValue(1000))),
 		tartest.File("d/cap-garbage", "#!/bin/true\n", tartest.Mode(0o755), tartest.Xattr("security.capability", "\x01\x02\x03\x04\x05\x06\x07\x08")),
 		// user::rwx group::r-x other::--- mask::rwx user:1000:rwx: getfacl shows uid 1000
 		// with rwx, but in this order the kernel meets other:: first and denies it.
 		tartest.File("d/acl-unsorted", "for uid 1000\n", tartest.Mode(0o770),
-			tartest.Xattr("system.posix_acl_access", aclValue(1, 7, undef, 4, 5, undef, 0x20, 0, undef, 0x10, 7, undef, 2, 7, 1000))),
+			tartest.Xattr("system.posix_acl_access", tartest.ACL(1, 7, undef, 4, 5, undef, 0x20, 0, undef, 0x10, 7, undef, 2, 7, 1000))),
 		// A named user and no mask: the kernel refuses it at setxattr.
 		tartest.File("d/acl-invalid", "x\n", tartest.Mode(0o750),
-			tartest.Xattr("system.posix_acl_access", aclValue(1, 7, undef, 2, 7, 1001, 4, 5, undef, 0x20, 0, undef))),
+			tartest.Xattr("system.posix_acl_access", tartest.ACL(1, 7, undef, 2, 7, 1001, 4, 5, undef, 0x20, 0, undef))),
 		tartest.File("d/acl-text", "from GNU tar\n", tartest.Mode(0o750),
 			tartest.PAX("SCHILY.acl.access", "user::rwx\nuser:1000:r-x\ngroup::r-x\nmask::r-x\nother::---\n")),
-		tartest.File("d/default-on-file", "x\n", tartest.Xattr("system.posix_acl_default", aclValue(1, 7, undef, 4, 5, undef, 0x20, 5, undef))),
-		tartest.Symlink("d/link", "cap-ns0", tartest.Xattr("system.posix_acl_access", aclValue(1, 7, undef, 4, 5, undef, 0x20, 5, undef))),
+		tartest.File("d/default-on-file", "x\n", tartest.Xattr("system.posix_acl_default", tartest.ACL(1, 7, undef, 4, 5, undef, 0x20, 5, undef))),
+		tartest.Symlink("d/link", "cap-ns0", tartest.Xattr("system.posix_acl_access", tartest.ACL(1, 7, undef, 4, 5, undef, 0x20, 5, undef))),
 		tartest.File("d/odd", "o\n", tartest.Xattr("system.nfs4_acl", "\x00\x00\x00\x01"), tartest.Xattr("btrfs.compression", "zstd"),
 			tartest.Xattr("user.", "bare"), tartest.Xattr("user.big", strings.Repeat("b", 64<<10)), tartest.Xattr("user.ok", "kept")),
 		tartest.File(strings.Repeat("long/", 1000)+"f", "deep\n"),

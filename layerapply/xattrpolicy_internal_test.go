@@ -5,27 +5,17 @@ import (
 	"encoding/binary"
 	"strings"
 	"testing"
-)
 
-// acl encodes entries given as tag, perm, id triples in the VFS format, written out here
-// byte by byte so the tests do not depend on the encoder under test.
-func acl(triples ...uint32) string {
-	b := []byte{2, 0, 0, 0}
-	for i := 0; i+2 < len(triples); i += 3 {
-		b = binary.LittleEndian.AppendUint16(b, uint16(triples[i]))
-		b = binary.LittleEndian.AppendUint16(b, uint16(triples[i+1]))
-		b = binary.LittleEndian.AppendUint32(b, triples[i+2])
-	}
-	return string(b)
-}
+	"github.com/img2ext4/img2ext4/internal/tartest"
+)
 
 const u = aclUndefinedID
 
 var (
-	aclPlain    = acl(1, 6, u, 4, 4, u, 0x20, 4, u)
-	aclNamed    = acl(1, 7, u, 2, 5, 1000, 2, 7, 1001, 4, 5, u, 8, 6, 50, 0x10, 7, u, 0x20, 5, u)
-	aclUnsorted = acl(1, 7, u, 4, 5, u, 0x20, 0, u, 0x10, 7, u, 2, 5, 1001, 2, 7, 1000)
-	aclSorted   = acl(1, 7, u, 2, 7, 1000, 2, 5, 1001, 4, 5, u, 0x10, 7, u, 0x20, 0, u)
+	aclPlain    = tartest.ACL(1, 6, u, 4, 4, u, 0x20, 4, u)
+	aclNamed    = tartest.ACL(1, 7, u, 2, 5, 1000, 2, 7, 1001, 4, 5, u, 8, 6, 50, 0x10, 7, u, 0x20, 5, u)
+	aclUnsorted = tartest.ACL(1, 7, u, 4, 5, u, 0x20, 0, u, 0x10, 7, u, 2, 5, 1001, 2, 7, 1000)
+	aclSorted   = tartest.ACL(1, 7, u, 2, 7, 1000, 2, 5, 1001, 4, 5, u, 0x10, 7, u, 0x20, 0, u)
 )
 
 func capBlob(rev byte, n int, rootid uint32) string {
@@ -58,14 +48,14 @@ func TestXattrRule(t *testing.T) {
 		{"acl plain kept", tar.TypeReg, aclAccess, aclPlain, aclPlain, "", ""},
 		{"acl named kept", tar.TypeReg, aclAccess, aclNamed, aclNamed, "", ""},
 		{"acl unsorted sorted", tar.TypeReg, aclAccess, aclUnsorted, aclSorted, ActionChanged, "canonical order"},
-		{"acl named without mask", tar.TypeReg, aclAccess, acl(1, 7, u, 2, 7, 1000, 4, 5, u, 0x20, 5, u), "", ActionDropped, "no mask"},
-		{"acl two owners", tar.TypeReg, aclAccess, acl(1, 7, u, 1, 7, u, 4, 5, u, 0x20, 5, u), "", ActionDropped, "2 user::"},
-		{"acl no other", tar.TypeReg, aclAccess, acl(1, 7, u, 4, 5, u), "", ActionDropped, "0 other::"},
-		{"acl two masks", tar.TypeReg, aclAccess, acl(1, 7, u, 4, 5, u, 0x10, 7, u, 0x10, 7, u, 0x20, 5, u), "", ActionDropped, "2 mask"},
-		{"acl duplicate user", tar.TypeReg, aclAccess, acl(1, 7, u, 2, 7, 5, 2, 1, 5, 4, 5, u, 0x10, 7, u, 0x20, 5, u), "", ActionDropped, "user 5 twice"},
-		{"acl undefined id", tar.TypeReg, aclAccess, acl(1, 7, u, 8, 7, u, 4, 5, u, 0x10, 7, u, 0x20, 5, u), "", ActionDropped, "undefined id"},
-		{"acl unknown tag", tar.TypeReg, aclAccess, acl(1, 7, u, 0x40, 7, 1, 4, 5, u, 0x20, 5, u), "", ActionDropped, "tag 0x40"},
-		{"acl perm beyond rwx", tar.TypeReg, aclAccess, acl(1, 15, u, 4, 5, u, 0x20, 5, u), "", ActionDropped, "beyond rwx"},
+		{"acl named without mask", tar.TypeReg, aclAccess, tartest.ACL(1, 7, u, 2, 7, 1000, 4, 5, u, 0x20, 5, u), "", ActionDropped, "no mask"},
+		{"acl two owners", tar.TypeReg, aclAccess, tartest.ACL(1, 7, u, 1, 7, u, 4, 5, u, 0x20, 5, u), "", ActionDropped, "2 user::"},
+		{"acl no other", tar.TypeReg, aclAccess, tartest.ACL(1, 7, u, 4, 5, u), "", ActionDropped, "0 other::"},
+		{"acl two masks", tar.TypeReg, aclAccess, tartest.ACL(1, 7, u, 4, 5, u, 0x10, 7, u, 0x10, 7, u, 0x20, 5, u), "", ActionDropped, "2 mask"},
+		{"acl duplicate user", tar.TypeReg, aclAccess, tartest.ACL(1, 7, u, 2, 7, 5, 2, 1, 5, 4, 5, u, 0x10, 7, u, 0x20, 5, u), "", ActionDropped, "user 5 twice"},
+		{"acl undefined id", tar.TypeReg, aclAccess, tartest.ACL(1, 7, u, 8, 7, u, 4, 5, u, 0x10, 7, u, 0x20, 5, u), "", ActionDropped, "undefined id"},
+		{"acl unknown tag", tar.TypeReg, aclAccess, tartest.ACL(1, 7, u, 0x40, 7, 1, 4, 5, u, 0x20, 5, u), "", ActionDropped, "tag 0x40"},
+		{"acl perm beyond rwx", tar.TypeReg, aclAccess, tartest.ACL(1, 15, u, 4, 5, u, 0x20, 5, u), "", ActionDropped, "beyond rwx"},
 		{"acl bad length", tar.TypeReg, aclAccess, aclPlain + "x", "", ActionDropped, "8-byte entries"},
 		{"acl version 1", tar.TypeReg, aclAccess, "\x01" + aclPlain[1:], "", ActionDropped, "version 1"},
 		{"acl empty", tar.TypeReg, aclAccess, "\x02\x00\x00\x00", "", ActionDropped, "no entries"},
@@ -144,20 +134,20 @@ func TestTextACL(t *testing.T) {
 		name, text, want, err string
 	}{
 		{"gnu tar newlines", "user::rwx\nuser:1000:r-x\ngroup::r-x\nmask::r-x\nother::r-x\n",
-			acl(1, 7, u, 2, 5, 1000, 4, 5, u, 0x10, 5, u, 0x20, 5, u), ""},
+			tartest.ACL(1, 7, u, 2, 5, 1000, 4, 5, u, 0x10, 5, u, 0x20, 5, u), ""},
 		{"commas and abbreviations", "u::rw-,u:1000:r--,g::r--,g:50:rw-,m::rw-,o::---",
-			acl(1, 6, u, 2, 4, 1000, 4, 4, u, 8, 6, 50, 0x10, 6, u, 0x20, 0, u), ""},
+			tartest.ACL(1, 6, u, 2, 4, 1000, 4, 4, u, 8, 6, 50, 0x10, 6, u, 0x20, 0, u), ""},
 		{"getfacl comments and spaces", "user::rw-\nuser:1000:rwx\t#effective:r--\n group::r--\nmask::r--\nother::r--",
-			acl(1, 6, u, 2, 7, 1000, 4, 4, u, 0x10, 4, u, 0x20, 4, u), ""},
+			tartest.ACL(1, 6, u, 2, 7, 1000, 4, 4, u, 0x10, 4, u, 0x20, 4, u), ""},
 		{"mask and other without qualifier", "user::rwx,group::r-x,mask:r-x,other:r-x",
-			acl(1, 7, u, 4, 5, u, 0x10, 5, u, 0x20, 5, u), ""},
+			tartest.ACL(1, 7, u, 4, 5, u, 0x10, 5, u, 0x20, 5, u), ""},
 		{"star numeric id", "user::rwx,user:joe:rw-:1001,group::r-x,group:staff:r--:50,mask::rwx,other::---",
-			acl(1, 7, u, 2, 6, 1001, 4, 5, u, 8, 4, 50, 0x10, 7, u, 0x20, 0, u), ""},
+			tartest.ACL(1, 7, u, 2, 6, 1001, 4, 5, u, 8, 4, 50, 0x10, 7, u, 0x20, 0, u), ""},
 		{"default prefix", "default:user::rwx,default:group::r-x,default:other::---",
-			acl(1, 7, u, 4, 5, u, 0x20, 0, u), ""},
-		{"kept out of order", "other::r--,user::rw-,group::r--", acl(0x20, 4, u, 1, 6, u, 4, 4, u), ""},
+			tartest.ACL(1, 7, u, 4, 5, u, 0x20, 0, u), ""},
+		{"kept out of order", "other::r--,user::rw-,group::r--", tartest.ACL(0x20, 4, u, 1, 6, u, 4, 4, u), ""},
 		{"names from the image", "user::rw-\nuser:cloudsdk:r-x\ngroup::r--\ngroup:staff:rw-\nmask::rwx\nother::r--\n",
-			acl(1, 6, u, 2, 5, 1000, 4, 4, u, 8, 6, 50, 0x10, 7, u, 0x20, 4, u), ""},
+			tartest.ACL(1, 6, u, 2, 5, 1000, 4, 4, u, 8, 6, 50, 0x10, 7, u, 0x20, 4, u), ""},
 		{"user name is no group name", "user::rw-,group:cloudsdk:r-x,group::r--,mask::r-x,other::r--", "", `names group "cloudsdk", which the image's /etc/group`},
 		{"unknown name", "user::rw-\nuser:nobody-here:r-x\ngroup::r--\nmask::r-x\nother::r--\n", "", `names user "nobody-here", which the image's /etc/passwd does not list`},
 		{"bad tag", "user::rwx,world::r--", "", `unknown tag "world"`},

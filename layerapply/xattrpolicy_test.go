@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"io"
 	"slices"
@@ -15,17 +14,6 @@ import (
 	"github.com/img2ext4/img2ext4/layerapply"
 )
 
-// vfsACL encodes tag, perm, id triples as a system.posix_acl_* value (VFS format v2).
-func vfsACL(triples ...uint32) string {
-	b := []byte{2, 0, 0, 0}
-	for i := 0; i+2 < len(triples); i += 3 {
-		b = binary.LittleEndian.AppendUint16(b, uint16(triples[i]))
-		b = binary.LittleEndian.AppendUint16(b, uint16(triples[i+1]))
-		b = binary.LittleEndian.AppendUint32(b, triples[i+2])
-	}
-	return string(b)
-}
-
 const noID = 0xffffffff
 
 // The layer of issue 13: every kind of metadata a converter gets wrong, as exact PAX
@@ -33,11 +21,11 @@ const noID = 0xffffffff
 var (
 	// user::rwx user:1000:rwx group::r-x mask::rwx other::--- given with the named entry
 	// after other, where the kernel's check would never reach it.
-	unsortedACL = vfsACL(1, 7, noID, 4, 5, noID, 0x20, 0, noID, 0x10, 7, noID, 2, 7, 1000)
-	sortedACL   = vfsACL(1, 7, noID, 2, 7, 1000, 4, 5, noID, 0x10, 7, noID, 0x20, 0, noID)
+	unsortedACL = tartest.ACL(1, 7, noID, 4, 5, noID, 0x20, 0, noID, 0x10, 7, noID, 2, 7, 1000)
+	sortedACL   = tartest.ACL(1, 7, noID, 2, 7, 1000, 4, 5, noID, 0x10, 7, noID, 0x20, 0, noID)
 	// A named user and no mask: the kernel refuses it.
-	invalidACL = vfsACL(1, 7, noID, 2, 7, 1001, 4, 5, noID, 0x20, 0, noID)
-	defaultACL = vfsACL(1, 7, noID, 2, 5, 1002, 4, 5, noID, 0x10, 5, noID, 0x20, 5, noID)
+	invalidACL = tartest.ACL(1, 7, noID, 2, 7, 1001, 4, 5, noID, 0x20, 0, noID)
+	defaultACL = tartest.ACL(1, 7, noID, 2, 5, 1002, 4, 5, noID, 0x10, 5, noID, 0x20, 5, noID)
 	capRoot0   = capV3(0)
 	capRoot1k  = capV3(1000)
 	longName   = strings.Repeat("p", 200) + "/" + strings.Repeat("q/", 2000) + "f"
@@ -100,7 +88,7 @@ func TestPolicyTarSink(t *testing.T) {
 		got[strings.TrimSuffix(h.Name, "/")] = x
 	}
 	capV2 := "\x01\x00\x00\x02" + capRoot0[4:20]
-	textACL := vfsACL(1, 7, noID, 2, 5, 1000, 4, 5, noID, 0x10, 5, noID, 0x20, 0, noID)
+	textACL := tartest.ACL(1, 7, noID, 2, 5, 1000, 4, 5, noID, 0x10, 5, noID, 0x20, 0, noID)
 	want := map[string]map[string]string{
 		"d": {"SCHILY.xattr.system.posix_acl_default": defaultACL,
 			"SCHILY.acl.default": "user::rwx\nuser:1002:r-x\ngroup::r-x\nmask::r-x\nother::r-x\n"},
@@ -249,7 +237,7 @@ func TestTextACLNames(t *testing.T) {
 		got[h.Name] = h.PAXRecords["SCHILY.xattr.system.posix_acl_access"]
 	}
 	want := func(uid uint32) string {
-		return vfsACL(1, 6, noID, 2, 5, uid, 4, 4, noID, 8, 6, 50, 0x10, 7, noID, 0x20, 4, noID)
+		return tartest.ACL(1, 6, noID, 2, 5, uid, 4, 4, noID, 8, 6, 50, 0x10, 7, noID, 0x20, 4, noID)
 	}
 	if got["data"] != want(1000) {
 		t.Errorf("data ACL = %x, want %x", got["data"], want(1000))

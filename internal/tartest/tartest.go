@@ -12,6 +12,7 @@ package tartest
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/binary"
 	"io"
 	"time"
 
@@ -57,6 +58,19 @@ func Xattr(name, value string) Opt {
 		h.PAXRecords["SCHILY.xattr."+name] = value
 		h.Format = tar.FormatPAX
 	}
+}
+
+// ACL encodes POSIX ACL entries, given as tag, perm, id triples, as the value of a
+// system.posix_acl_access or system.posix_acl_default attribute (the kernel's VFS format,
+// version 2), byte by byte, independent of any encoder under test.
+func ACL(triples ...uint32) string {
+	b := []byte{2, 0, 0, 0}
+	for i := 0; i+2 < len(triples); i += 3 {
+		b = binary.LittleEndian.AppendUint16(b, uint16(triples[i]))
+		b = binary.LittleEndian.AppendUint16(b, uint16(triples[i+1]))
+		b = binary.LittleEndian.AppendUint32(b, triples[i+2])
+	}
+	return string(b)
 }
 
 // PAX adds a raw PAX record.
