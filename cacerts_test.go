@@ -18,25 +18,6 @@ import (
 	"github.com/img2ext4/img2ext4/internal/trusttest"
 )
 
-// checkLayout runs the host's openssl and keytool on every store of the layout l in the
-// image root extracted at root.
-func checkLayout(t *testing.T, root string, l trusttest.Layout, p *trusttest.PKI) {
-	t.Helper()
-	for _, b := range l.Bundles {
-		trusttest.CheckBundle(t, root, b, p.LeafFile)
-		trusttest.CheckBundle(t, root, b, p.TwinLeafFile)
-	}
-	for _, d := range l.CADirs {
-		trusttest.CheckCADir(t, root, d, p.LeafFile, p.TwinLeafFile)
-	}
-	for ks, pw := range l.Keystores {
-		trusttest.CheckKeystore(t, root, ks, pw, p.Corp.Fingerprint(), p.Twin.Fingerprint())
-	}
-	for _, a := range l.Anchors {
-		trusttest.CheckAnchor(t, root, a, p.Corp.PEM)
-	}
-}
-
 // TestCACertsExt4 converts test images with the trust-store layouts of Debian, Alpine,
 // Fedora, openSUSE, a certifi image, a Java image and an image with no store into ext4
 // with two CAs (one whose subject hash collides with a distribution CA's), twice, and
@@ -78,7 +59,7 @@ func TestCACertsExt4(t *testing.T) {
 			if b, err := exec.Command("debugfs", "-R", "rdump / "+root, img).CombinedOutput(); err != nil {
 				t.Fatalf("debugfs rdump: %v\n%s", err, b)
 			}
-			checkLayout(t, root, l, p)
+			trusttest.CheckLayout(t, root, l, p)
 			// Edited files keep their mode and time (rdump restores both, times to the
 			// second, and the layouts' times have no fraction).
 			for _, e := range l.Entries {
@@ -113,7 +94,7 @@ func TestCACertsDirAndTar(t *testing.T) {
 	if _, err := img2ext4.Convert(context.Background(), ref, dir, img2ext4.WithFormat(img2ext4.FormatDir), ca); err != nil {
 		t.Fatal(err)
 	}
-	checkLayout(t, dir, l, p)
+	trusttest.CheckLayout(t, dir, l, p)
 	tarFile := filepath.Join(tmp, "root.tar")
 	if _, err := img2ext4.Convert(context.Background(), ref, tarFile, img2ext4.WithFormat(img2ext4.FormatTar), ca); err != nil {
 		t.Fatal(err)
@@ -123,7 +104,7 @@ func TestCACertsDirAndTar(t *testing.T) {
 	if b, err := exec.Command("tar", "-xf", tarFile, "-C", root).CombinedOutput(); err != nil {
 		t.Fatalf("tar -x: %v\n%s", err, b)
 	}
-	checkLayout(t, root, l, p)
+	trusttest.CheckLayout(t, root, l, p)
 
 	// An image that holds the CAs already (the tar output as its one layer) gets nothing.
 	b, err := os.ReadFile(tarFile)

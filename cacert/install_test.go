@@ -79,19 +79,7 @@ func TestInstallLayouts(t *testing.T) {
 			if rep.Bundle != l.Bundles[0] || rep.CADir != l.CADirs[0] {
 				t.Errorf("report names bundle %q and CA directory %q, want %q and %q", rep.Bundle, rep.CADir, l.Bundles[0], l.CADirs[0])
 			}
-			for _, b := range l.Bundles {
-				trusttest.CheckBundle(t, root, b, p.LeafFile)
-				trusttest.CheckBundle(t, root, b, p.TwinLeafFile)
-			}
-			for _, d := range l.CADirs {
-				trusttest.CheckCADir(t, root, d, p.LeafFile, p.TwinLeafFile)
-			}
-			for ks, pw := range l.Keystores {
-				trusttest.CheckKeystore(t, root, ks, pw, p.Corp.Fingerprint(), p.Twin.Fingerprint())
-			}
-			for _, a := range l.Anchors {
-				trusttest.CheckAnchor(t, root, a, p.Corp.PEM)
-			}
+			trusttest.CheckLayout(t, root, l, p)
 			// Edited files keep their mode and time.
 			for _, e := range l.Entries {
 				if e.Hdr.Typeflag != '0' {

@@ -212,6 +212,26 @@ func CheckAnchor(t testing.TB, root, dir string, certPEM []byte) {
 	t.Errorf("anchor directory %s does not hold the CA", dir)
 }
 
+// CheckLayout runs the host's openssl and keytool on every store of the layout l in the
+// image extracted at root: each bundle and CA directory verifies p's leaves, each keystore
+// lists p's two CAs, each anchor directory holds p's corporate CA.
+func CheckLayout(t testing.TB, root string, l Layout, p *PKI) {
+	t.Helper()
+	for _, b := range l.Bundles {
+		CheckBundle(t, root, b, p.LeafFile)
+		CheckBundle(t, root, b, p.TwinLeafFile)
+	}
+	for _, d := range l.CADirs {
+		CheckCADir(t, root, d, p.LeafFile, p.TwinLeafFile)
+	}
+	for ks, pw := range l.Keystores {
+		CheckKeystore(t, root, ks, pw, p.Corp.Fingerprint(), p.Twin.Fingerprint())
+	}
+	for _, a := range l.Anchors {
+		CheckAnchor(t, root, a, p.Corp.PEM)
+	}
+}
+
 // HostStores hashes the host's own trust stores (every file and link below the usual
 // directories), so a test can show they were not touched.
 func HostStores(t testing.TB) string {
