@@ -11,6 +11,14 @@
 //   - "docker-archive:FILE[:REF]", the output of "docker save", in both the
 //     legacy manifest.json form and the newer OCI-layout form; REF is one of
 //     its RepoTags or "@N" for its N-th image;
+//   - "docker-daemon:IMAGE", an image in a Docker-compatible engine (Docker,
+//     or podman's "podman system service"), read over the engine's API
+//     socket ([WithEngineHost], DOCKER_HOST): IMAGE is a name with an
+//     optional tag, NAME@DIGEST, or an image ID "sha256:…". The export
+//     streams in once; as Docker and podman write the manifest after the
+//     layers, it is spooled to one unlinked temporary file and read from
+//     there in place (see [WithTempDir]). A stopped engine gives
+//     [ErrEngineUnreachable]. No program is run;
 //   - a local path without a transport ("/srv/images/app", "./hello-oci:v1",
 //     "../save.tar.gz"): an OCI layout directory, or an archive whose content
 //     tells OCI from docker. A bare name that is a valid registry reference

@@ -103,6 +103,8 @@ func resolveImage(ctx context.Context, r reference, o *options) (*image, error) 
 		return src.resolve(ctx, r.tag, o)
 	case transportDockerArchive:
 		return resolveDockerArchive(ctx, r.path, r.tag, o)
+	case transportDockerDaemon:
+		return resolveEngineImage(ctx, r, o)
 	case transportArchive:
 		// An OCI layout archive has an index.json; docker save's has a manifest.json
 		// (and, since Docker 25, an index.json as well, which serves as OCI).

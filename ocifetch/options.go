@@ -53,6 +53,7 @@ type options struct {
 	userAgent     string
 	retries       int
 	retryMaxTime  time.Duration
+	engineHost    string // WithEngineHost
 }
 
 // defaultPlatform is linux on the architecture this program runs on, with
@@ -184,8 +185,9 @@ func WithJobs(n int) Option {
 
 // WithTempDir sets the directory in which [Prefetch] creates its temporary
 // directory for downloaded blobs, and in which [Image] decompresses a
-// gzip- or zstd-compressed oci-archive or docker-archive (into an unlinked
-// file). The default is [os.TempDir].
+// gzip- or zstd-compressed oci-archive or docker-archive and spools the
+// export of a "docker-daemon:" image (into unlinked files). The default is
+// [os.TempDir].
 func WithTempDir(dir string) Option {
 	return func(o *options) error {
 		if dir == "" {

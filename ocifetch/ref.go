@@ -21,6 +21,7 @@ const (
 	transportOCIArchive
 	transportDockerArchive
 	transportArchive // a local archive named without a transport: OCI or docker, as its content says
+	transportDockerDaemon
 )
 
 func (t refTransport) String() string {
@@ -33,6 +34,8 @@ func (t refTransport) String() string {
 		return "docker-archive"
 	case transportArchive:
 		return "archive"
+	case transportDockerDaemon:
+		return "docker-daemon"
 	default:
 		return "docker"
 	}
@@ -56,6 +59,7 @@ type reference struct {
 	// local transports
 	path string // directory or archive file
 	tag  string // OCI ref name, docker-archive reference, or "" for the only image
+	// docker-daemon transport: the image, as the engine names it, is in path.
 }
 
 func (r reference) String() string {
@@ -69,13 +73,19 @@ func (r reference) String() string {
 }
 
 // unsupportedTransports are skopeo transports this package does not read.
-var unsupportedTransports = []string{"containers-storage", "dir", "docker-daemon", "ostree", "sif", "tarball"}
+var unsupportedTransports = []string{"containers-storage", "dir", "ostree", "sif", "tarball"}
 
 // parseReference parses a skopeo-style image reference; see the package
 // documentation for the forms it accepts.
 func parseReference(s string) (reference, error) {
 	if s == "" {
 		return reference{}, fmt.Errorf("ocifetch: empty image reference")
+	}
+	if img, ok := strings.CutPrefix(s, "docker-daemon:"); ok {
+		if err := checkEngineImage(img); err != nil {
+			return reference{}, fmt.Errorf("ocifetch: parse reference %q: want docker-daemon:NAME[:TAG], NAME@DIGEST or an image ID: %w", s, err)
+		}
+		return reference{transport: transportDockerDaemon, path: img}, nil
 	}
 	for _, t := range []refTransport{transportOCIArchive, transportOCI, transportDockerArchive} {
 		if rest, ok := strings.CutPrefix(s, t.String()+":"); ok {
@@ -105,7 +115,7 @@ func parseReference(s string) (reference, error) {
 		if prefix, rest, ok := strings.Cut(s, ":"); ok && !strings.Contains(prefix, "/") && !startsWithPort(rest) {
 			for _, u := range unsupportedTransports {
 				if prefix == u {
-					return reference{}, fmt.Errorf("%w: %q in %q (use docker://, oci:, oci-archive: or docker-archive:)", ErrUnsupportedTransport, prefix, s)
+					return reference{}, fmt.Errorf("%w: %q in %q (use docker://, docker-daemon:, oci:, oci-archive: or docker-archive:, or a fallback exporter that runs skopeo)", ErrUnsupportedTransport, prefix, s)
 				}
 			}
 		}

@@ -47,7 +47,12 @@ func TestParseReference(t *testing.T) {
 		{name: "bad name", in: "UPPER/Case:tag", errAny: true},
 		{name: "http no repo", in: "http://host:5000", errAny: true},
 		{name: "containers-storage", in: "containers-storage:alpine", wantErr: ErrUnsupportedTransport},
-		{name: "docker-daemon", in: "docker-daemon:alpine:latest", wantErr: ErrUnsupportedTransport},
+		{name: "docker-daemon", in: "docker-daemon:alpine:latest", transport: transportDockerDaemon, path: "alpine:latest"},
+		{name: "docker-daemon host", in: "docker-daemon:127.0.0.1:5000/a/b:v1", transport: transportDockerDaemon, path: "127.0.0.1:5000/a/b:v1"},
+		{name: "docker-daemon digest", in: "docker-daemon:a/b@" + dgst, transport: transportDockerDaemon, path: "a/b@" + dgst},
+		{name: "docker-daemon id", in: "docker-daemon:" + dgst, transport: transportDockerDaemon, path: dgst},
+		{name: "docker-daemon empty", in: "docker-daemon:", errAny: true},
+		{name: "docker-daemon bad", in: "docker-daemon:UPPER/Case", errAny: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

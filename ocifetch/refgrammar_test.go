@@ -96,13 +96,14 @@ func FuzzReferenceGrammar(f *testing.F) {
 }
 
 // refusedTransport reports whether s starts with a skopeo transport this package refuses
-// on purpose ("dir:x" is also the repository "dir" with tag "x").
+// on purpose ("dir:x" is also the repository "dir" with tag "x"), or with "docker-daemon:",
+// whose image it checks by rules of its own.
 func refusedTransport(s string) bool {
 	prefix, _, ok := strings.Cut(s, ":")
 	if !ok {
 		return false
 	}
-	for _, u := range unsupportedTransports {
+	for _, u := range append(unsupportedTransports, "docker-daemon") {
 		if prefix == u {
 			return true
 		}
