@@ -12,6 +12,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/img2ext4/img2ext4/cacert"
+	"github.com/img2ext4/img2ext4/exporter"
 	"github.com/img2ext4/img2ext4/ext4writer"
 	"github.com/img2ext4/img2ext4/layerapply"
 	"github.com/img2ext4/img2ext4/ocifetch"
@@ -71,6 +72,7 @@ type Result struct {
 type options struct {
 	format   Format
 	fetch    []ocifetch.Option
+	exporter exporter.Mode
 	progress progress.Func
 	logger   *slog.Logger
 	tmpDir   string
@@ -96,7 +98,7 @@ type options struct {
 type Option func(*options) error
 
 func makeOptions(opts []Option) (*options, error) {
-	o := &options{format: FormatExt4, logger: slog.New(slog.DiscardHandler), ext4: Ext4Options{Align: DefaultAlign}}
+	o := &options{format: FormatExt4, exporter: exporter.Native, logger: slog.New(slog.DiscardHandler), ext4: Ext4Options{Align: DefaultAlign}}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
 			return nil, err
@@ -120,6 +122,23 @@ func WithFormat(f Format) Option {
 // credentials, TLS, parallel jobs. The default is none.
 func WithFetchOptions(opts ...ocifetch.Option) Option {
 	return func(o *options) error { o.fetch = append(o.fetch, opts...); return nil }
+}
+
+// WithExporter chooses how the source image is fetched: [exporter.Native] reads every
+// source ocifetch knows without running a program; [exporter.Auto] also reads what it
+// does not know (containers-storage: and other skopeo transports) by running skopeo, and
+// a docker-daemon: image whose engine socket does not answer by running docker save;
+// [exporter.Skopeo] and [exporter.Docker] always run their program. Whichever fetched
+// the image, the layers are merged, the root filesystem changed and the output written
+// here, once. The default is [exporter.Native].
+func WithExporter(m exporter.Mode) Option {
+	return func(o *options) error {
+		if _, err := exporter.ParseMode(string(m)); err != nil {
+			return err
+		}
+		o.exporter = m
+		return nil
+	}
 }
 
 // WithProgress reports every phase (resolve, download, apply, finalize, done) to fn.
@@ -300,7 +319,12 @@ func run(ctx context.Context, ref string, o *options, newSink func(v1.Image) (la
 	if o.tmpDir != "" {
 		fetchOpts = append(fetchOpts, ocifetch.WithTempDir(o.tmpDir))
 	}
-	img, err := ocifetch.Image(ctx, ref, fetchOpts...)
+	img, release, err := exporter.Image(ctx, ref, o.exporter, fetchOpts...)
+	defer func() {
+		if err := release(); err != nil {
+			o.logger.Warn("remove exported image", "err", err)
+		}
+	}()
 	if err != nil {
 		return nil, err
 	}

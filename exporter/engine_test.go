@@ -1,0 +1,192 @@
+package exporter_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/img2ext4/img2ext4"
+	"github.com/img2ext4/img2ext4/exporter"
+	"github.com/img2ext4/img2ext4/internal/tartest"
+	"github.com/img2ext4/img2ext4/internal/treesnap"
+	"github.com/img2ext4/img2ext4/ocifetch"
+)
+
+// layers exercise the merge rules and the metadata an engine must hand back unchanged:
+// owners, modes with setuid, a capability, user xattrs, hard and symbolic links, times
+// before 1970, a whiteout, an opaque directory and a file replacing a directory.
+func layers() [][]byte {
+	at := func(y int) tartest.Opt { return tartest.Mtime(time.Date(y, 3, 4, 5, 6, 7, 123456789, time.UTC)) }
+	cap := []byte{1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0} // v2, cap_net_raw
+	big := bytes.Repeat([]byte("0123456789abcdef"), 80000)
+	return [][]byte{
+		tartest.Tar(
+			tartest.Dir("etc", at(2020)), tartest.Dir("usr", at(2020)), tartest.Dir("usr/bin", at(2020)),
+			tartest.Symlink("bin", "usr/bin", at(2020)),
+			tartest.Dir("home", at(2020)), tartest.Dir("home/u", at(2020), tartest.Owner(1000, 1000), tartest.Mode(0o750)),
+			tartest.File("home/u/notes", "private\n", at(1960), tartest.Owner(1000, 1000), tartest.Mode(0o600)),
+			tartest.File("usr/bin/tool", "#!/bin/sh\n", at(2020), tartest.Mode(0o4755)),
+			tartest.File("usr/bin/ping", "ping", at(2020), tartest.Mode(0o755), tartest.Xattr("security.capability", string(cap))),
+			tartest.File("etc/big", string(big), at(2020)),
+			tartest.File("etc/old", "old config", at(2020)),
+			tartest.Link("etc/old.bak", "etc/old", at(2020)),
+			tartest.Dir("var", at(2020)), tartest.Dir("var/cache", at(2020)),
+			tartest.File("var/cache/a", "a", at(2020)),
+			tartest.Dir("opt", at(2020)), tartest.Dir("opt/x", at(2020)), tartest.File("opt/x/y", "y", at(2020)),
+			tartest.File("etc/xattrs", "x", at(2020), tartest.Xattr("user.one", "1")),
+		),
+		tartest.Tar(
+			tartest.Whiteout("etc/big"),
+			tartest.Dir("var/cache", at(2021)), tartest.Opaque("var/cache"), tartest.File("var/cache/c", "c", at(2021)),
+			tartest.File("etc/old", "new config", at(2021)),
+			tartest.File("opt/x", "x is a file now", at(2021)),
+		),
+		tartest.Tar(
+			tartest.Link("usr/bin/tool2", "usr/bin/tool", at(2022)),
+			tartest.File("bin/added", "through the symlink", at(2022), tartest.Mode(0o755)),
+		),
+	}
+}
+
+// pushed serves img from an in-process registry on loopback and returns its reference.
+func pushed(t *testing.T, img v1.Image) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	ref := u.Host + "/test/img:1"
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+func needTools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			pkg := map[string]string{"e2fsck": "e2fsprogs", "debugfs": "e2fsprogs"}[tool]
+			if pkg == "" {
+				pkg = tool
+			}
+			t.Skipf("%s not installed (Debian package %s)", tool, pkg)
+		}
+	}
+}
+
+// convert converts ref to an ext4 image, checks it with e2fsck -fn and returns the tree
+// debugfs reads from it.
+func convert(t *testing.T, ref string, opts ...img2ext4.Option) []string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "rootfs.img")
+	if _, err := img2ext4.Convert(context.Background(), ref, out, opts...); err != nil {
+		t.Fatalf("convert %s: %v", ref, err)
+	}
+	if b, err := exec.Command("e2fsck", "-fn", out).CombinedOutput(); err != nil {
+		t.Fatalf("e2fsck -fn %s: %v\n%s", ref, err, b)
+	}
+	dump := filepath.Join(t.TempDir(), "rdump")
+	if err := os.Mkdir(dump, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command("debugfs", "-R", "rdump / "+dump, out).CombinedOutput(); err != nil {
+		t.Fatalf("debugfs rdump: %v\n%s", err, b)
+	}
+	es, err := treesnap.Dir(dump, treesnap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range es {
+		if es[i].Type == 'l' {
+			es[i].Mtime = time.Time{} // rdump does not restore the times of symbolic links
+		}
+	}
+	return treesnap.Lines(es)
+}
+
+// TestEngineSources converts one image pulled into a podman store from a test registry,
+// read back from the engine in every way this module offers, and checks that each ext4
+// tree equals the one converted straight from the registry; then stops the engine and
+// checks the error that names it.
+func TestEngineSources(t *testing.T) {
+	needTools(t, "e2fsck", "debugfs")
+	p := startPodman(t)
+	ref := pushed(t, tartest.Image(layers()...))
+	p.run(t, "pull", "--quiet", "--tls-verify=false", ref)
+	id := "sha256:" + strings.TrimSpace(p.run(t, "image", "inspect", "--format", "{{.Id}}", ref))
+	engine := img2ext4.WithFetchOptions(ocifetch.WithEngineHost(p.host))
+
+	want := convert(t, ref)
+	if len(want) < 10 {
+		t.Fatalf("the registry conversion holds only %d names", len(want))
+	}
+	for _, tc := range []struct {
+		name  string
+		tools []string
+		ref   string
+		opts  []img2ext4.Option
+	}{
+		{name: "docker-daemon by name", ref: "docker-daemon:" + ref, opts: []img2ext4.Option{engine}},
+		{name: "docker-daemon by ID", ref: "docker-daemon:" + id, opts: []img2ext4.Option{engine}},
+		{name: "docker-daemon auto", ref: "docker-daemon:" + ref, opts: []img2ext4.Option{engine, img2ext4.WithExporter(exporter.Auto)}},
+		{name: "containers-storage auto", tools: []string{"skopeo"}, ref: "containers-storage:" + p.storeSpec() + ref,
+			opts: []img2ext4.Option{img2ext4.WithExporter(exporter.Auto)}},
+		{name: "containers-storage skopeo", tools: []string{"skopeo"}, ref: "containers-storage:" + p.storeSpec() + ref,
+			opts: []img2ext4.Option{img2ext4.WithExporter(exporter.Skopeo)}},
+		{name: "docker-daemon skopeo", tools: []string{"skopeo"}, ref: "docker-daemon:" + ref,
+			opts: []img2ext4.Option{engine, img2ext4.WithExporter(exporter.Skopeo)}},
+		{name: "docker save", tools: []string{"docker"}, ref: "docker-daemon:" + ref,
+			opts: []img2ext4.Option{engine, img2ext4.WithExporter(exporter.Docker)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			needTools(t, tc.tools...)
+			got := convert(t, tc.ref, tc.opts...)
+			if d := treesnap.Diff(want, got); d != "" {
+				t.Fatalf("%s differs from the registry conversion (-registry +engine):\n%s", tc.ref, d)
+			}
+		})
+	}
+
+	t.Run("native refuses containers-storage", func(t *testing.T) {
+		_, err := img2ext4.Convert(context.Background(), "containers-storage:"+p.storeSpec()+ref, filepath.Join(t.TempDir(), "img"))
+		if !errors.Is(err, ocifetch.ErrUnsupportedTransport) {
+			t.Fatalf("err = %v, want ErrUnsupportedTransport", err)
+		}
+	})
+	t.Run("missing image", func(t *testing.T) {
+		_, err := img2ext4.Convert(context.Background(), "docker-daemon:localhost/no/such:image", filepath.Join(t.TempDir(), "img"), engine)
+		if !errors.Is(err, ocifetch.ErrNotFound) || !strings.Contains(err.Error(), p.host) || !strings.Contains(err.Error(), "pull or load") {
+			t.Fatalf("err = %v, want ErrNotFound naming %s and what to do", err, p.host)
+		}
+	})
+
+	p.stop()
+	for _, mode := range []exporter.Mode{exporter.Native, exporter.Auto} {
+		t.Run("stopped engine "+string(mode), func(t *testing.T) {
+			_, err := img2ext4.Convert(context.Background(), "docker-daemon:"+ref, filepath.Join(t.TempDir(), "img"), engine, img2ext4.WithExporter(mode))
+			if !errors.Is(err, ocifetch.ErrEngineUnreachable) || !strings.Contains(err.Error(), p.sock) {
+				t.Fatalf("err = %v, want ErrEngineUnreachable naming %s", err, p.sock)
+			}
+			t.Log(err)
+		})
+	}
+}
