@@ -10,7 +10,8 @@ import (
 )
 
 const helpHead = `img2ext4 turns a container image into an ext4 filesystem image, a root filesystem
-directory or a flattened tar, with no container engine, no root and no external programs.
+directory or a flattened tar, with no root, no loop mount and no external programs
+(sources only skopeo reads, such as podman's image store, run skopeo: see --exporter).
 
 Usage:
   img2ext4 [flags] SOURCE OUTPUT
@@ -21,6 +22,10 @@ SOURCE is one of:
   oci:DIR[:TAG]              an OCI image layout directory
   oci-archive:FILE[:TAG]     a tar of an OCI image layout
   docker-archive:FILE[:REF]  a tar written by "docker save"
+  docker-daemon:IMAGE        an image in a Docker or podman engine, read over its API
+                             socket (DOCKER_HOST, default unix:///var/run/docker.sock)
+  containers-storage:IMAGE   podman's image store, and skopeo's other transports, through
+                             "skopeo copy" (see --exporter)
 
 OUTPUT is the ext4 image file (--format ext4, the default), a directory that does not
 exist or is empty (--format dir), or a tar file, "-" for standard output (--format tar).

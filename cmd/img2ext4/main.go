@@ -4,8 +4,9 @@
 //	img2ext4 [flags] SOURCE OUTPUT
 //
 // SOURCE is a registry reference ("alpine:3.20", "docker://host:5000/app@sha256:…",
-// "http://127.0.0.1:5000/app:1"), "oci:DIR[:TAG]", "oci-archive:FILE[:TAG]" or
-// "docker-archive:FILE[:REF]". OUTPUT is the image file for --format ext4 (the default), a
+// "http://127.0.0.1:5000/app:1"), "oci:DIR[:TAG]", "oci-archive:FILE[:TAG]",
+// "docker-archive:FILE[:REF]", "docker-daemon:IMAGE" (read over the engine's API socket),
+// or, through skopeo (--exporter), "containers-storage:IMAGE" and skopeo's other transports. OUTPUT is the image file for --format ext4 (the default), a
 // directory for --format dir, or a file ("-" for standard output) for --format tar.
 package main
 
@@ -22,6 +23,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/img2ext4/img2ext4"
 	"github.com/img2ext4/img2ext4/cacert"
+	"github.com/img2ext4/img2ext4/exporter"
 	"github.com/img2ext4/img2ext4/layerapply"
 	"github.com/img2ext4/img2ext4/ocifetch"
 	"github.com/img2ext4/img2ext4/progress"
@@ -55,6 +57,7 @@ func (v *platformValue) Type() string { return "os/arch[/variant]" }
 // config is the parsed command line.
 type config struct {
 	format        string
+	exporter      string
 	platform      platformValue
 	allowMismatch bool
 	username      string
@@ -111,6 +114,7 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&c.ext4.UUID, "uuid", "", "ext4: filesystem UUID (default: derived from the image digest)")
 	fs.BoolVar(&c.ext4.NoJournal, "no-journal", false, "ext4: leave out the journal")
 	fs.BoolVar(&c.ext4.ReadOnly, "read-only", false, "ext4: set the read-only feature (the kernel mounts it read-only)")
+	fs.StringVar(&c.exporter, "exporter", "auto", "how to fetch the source: native (never runs a program), skopeo (skopeo copy; containers-storage: and other skopeo transports), docker (docker save, for docker-daemon:), or auto (native when it can read the source, else skopeo or docker)")
 	fs.Var(&c.platform, "platform", "platform to pick from a multi-platform image (default linux/<host arch>)")
 	fs.BoolVar(&c.allowMismatch, "allow-platform-mismatch", false, "convert a single-platform image made for another platform than --platform")
 	fs.StringVar(&c.username, "username", "", "registry user name (use with --password-stdin)")
@@ -147,8 +151,11 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 		return nil, usageError{fmt.Errorf("want SOURCE and OUTPUT, got %d arguments", fs.NArg())}
 	}
 	c.source, c.out = fs.Arg(0), fs.Arg(1)
-	if err := ocifetch.CheckReference(c.source); err != nil {
-		return nil, usageError{err}
+	if _, err := exporter.ParseMode(c.exporter); err != nil {
+		return nil, usageError{fmt.Errorf("--exporter %q: want auto, native, docker or skopeo", c.exporter)}
+	}
+	if err := ocifetch.CheckReference(c.source); err != nil && !(errors.Is(err, ocifetch.ErrUnsupportedTransport) && c.exporter != "native") {
+		return nil, usageError{err} // a transport ocifetch does not read is the fallback exporters'
 	}
 	if c.out == "" {
 		return nil, usageError{errors.New("empty OUTPUT path")}
@@ -298,6 +305,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fetch = append(fetch, ocifetch.WithBasicAuth(c.username, strings.TrimRight(string(b), "\r\n")))
 	}
 	opts := []img2ext4.Option{img2ext4.WithFormat(img2ext4.Format(c.format)), img2ext4.WithFetchOptions(fetch...), img2ext4.WithTempDir(c.tmpDir),
+		img2ext4.WithExporter(exporter.Mode(c.exporter)),
 		img2ext4.WithStrict(c.strict), img2ext4.WithLimits(c.limits)}
 	if c.configOut != "" {
 		opts = append(opts, img2ext4.WithLaunchConfig(c.configOut))
@@ -384,6 +392,9 @@ func errorText(err error) (msg, hint string) {
 		} else {
 			hint = "Use --allow-platform-mismatch to convert it anyway, or --platform for the platform it is for."
 		}
+	}
+	if errors.Is(err, ocifetch.ErrUnsupportedTransport) {
+		hint = "--exporter auto or skopeo reads it through skopeo."
 	}
 	return msg, hint
 }

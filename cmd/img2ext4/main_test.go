@@ -53,7 +53,9 @@ func TestUsage(t *testing.T) {
 		// Malformed references and an empty output path are usage errors.
 		{[]string{"Not/A:Valid:Ref", out}, 2, "parse reference"},
 		{[]string{"oci:", out}, 2, "missing path"},
-		{[]string{"containers-storage:alpine", out}, 2, "unsupported transport"},
+		{[]string{"--exporter", "native", "containers-storage:alpine", out}, 2, "unsupported transport"},
+		{[]string{"--exporter", "podman", "a", out}, 2, "--exporter \"podman\""},
+		{[]string{"docker-daemon:Not/A:Valid", out}, 2, "docker-daemon:NAME"},
 		{[]string{"http://hostonly", out}, 2, "host/repository"},
 		{[]string{"oci:" + hello, ""}, 2, "empty OUTPUT"},
 		// Bad flag values.
