@@ -235,6 +235,9 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if cmd, rest, ok := subcommand(args); ok {
+		return cmd(ctx, rest, stdin, stdout, stderr)
+	}
 	c, err := parse(args, stdout)
 	if errors.Is(err, pflag.ErrHelp) {
 		return exitOK
