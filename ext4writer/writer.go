@@ -603,6 +603,57 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// Skip advances the body of the regular file last passed to Create by n
+// bytes that read back as zeros, without writing them or giving them
+// blocks: a hole. A sparse file is written as Write (or ReadFrom) for each
+// run of data and Skip for each hole between, in order, up to File.Size.
+// A partial block next to a hole is written whole, its hole part zero. It
+// fails with ErrWriteTooLong past File.Size.
+func (w *Writer) Skip(n int64) error {
+	if w.closed {
+		return opErr("write", "", ErrClosed)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if n < 0 || n > w.remaining {
+		return opErr("write", w.curName, fmt.Errorf("%w: skip %d bytes with %d left", ErrWriteTooLong, n, w.remaining))
+	}
+	if n == 0 {
+		return nil
+	}
+	w.remaining -= n
+	if w.blkN > 0 {
+		c := int(min(n, int64(blockSize-w.blkN)))
+		clear(w.blk[w.blkN : w.blkN+c])
+		w.blkN += c
+		n -= int64(c)
+		if w.blkN == blockSize {
+			if err := w.writeBlocks(w.blk); err != nil {
+				return err
+			}
+			w.blkN = 0
+		}
+	}
+	whole := n / blockSize
+	w.lblk += uint64(whole)
+	if r := int(n - whole*blockSize); r > 0 {
+		clear(w.blk[:r])
+		w.blkN = r
+	}
+	if w.remaining == 0 && w.cur != nil {
+		if w.blkN > 0 {
+			clear(w.blk[w.blkN:])
+			if err := w.writeBlocks(w.blk); err != nil {
+				return err
+			}
+			w.blkN = 0
+		}
+		w.cur = nil
+	}
+	return nil
+}
+
 // ReadFrom reads the rest of the current body from r, up to File.Size
 // bytes, and returns the number of bytes read. It stops without error at
 // EOF; a body left short is reported by the next call.
