@@ -165,6 +165,10 @@ type applier struct {
 	fresh   map[string]bool // leaves this layer wrote, with a leaf index
 	freshIn map[*node]int   // how many of them each directory holds
 
+	src    tarSource  // under the layer's tar.Reader, for sparse entries
+	sparse sparseBody // the body of the current sparse entry
+	segs   []Segment  // its segments, for the sink's Entry
+
 	dec     layerstream.Decoder // reused from layer to layer
 	out     Entry               // reused entry handed to the sink
 	created time.Time           // the image's creation time, for entries a RootFS makes
@@ -201,7 +205,7 @@ func (a *applier) applyLayer(idx, count int, l v1.Layer, diffID v1.Hash, sp *lay
 			err = cerr
 		}
 	}()
-	if err := a.applyTar(tar.NewReader(st)); err != nil {
+	if err := a.applyTar(tar.NewReader(a.src.reset(st))); err != nil {
 		return err
 	}
 	// Read what follows the end-of-archive marker: the stream verifies its DiffID at its end.
@@ -217,7 +221,10 @@ func (a *applier) applyLayer(idx, count int, l v1.Layer, diffID v1.Hash, sp *lay
 func (a *applier) applyTar(tr *tar.Reader) error {
 	a.pending = a.pending[:0]
 	for {
+		// Next records the headers it reads, for a sparse entry's map (see sparse.go).
+		a.src.startRecord()
 		hdr, err := tr.Next()
+		a.src.stopRecord()
 		if err == io.EOF {
 			break
 		}
@@ -227,8 +234,35 @@ func (a *applier) applyTar(tr *tar.Reader) error {
 			}
 			return fmt.Errorf("layer %s: read tar: %w", a.digest, err)
 		}
-		if err := a.entry(hdr, tr); err != nil {
+		var body io.Reader = tr
+		if isSparse(hdr) {
+			if a.src.recBig {
+				return a.entryErr("apply", hdr.Name, fmt.Errorf("%w: sparse entry after more than %d bytes of headers", ErrInvalidEntry, maxHeaderRecord))
+			}
+			segs, _, err := sparseMap(hdr, a.src.rec)
+			if err != nil {
+				return a.entryErr("apply", hdr.Name, fmt.Errorf("%w: %w", ErrInvalidEntry, err))
+			}
+			a.segs = segs
+			body = a.sparse.reset(&a.src, segs, hdr.Size)
+		}
+		err = a.entry(hdr, body)
+		a.segs = nil
+		if err != nil {
 			return err
+		}
+		// Read the rest of the body, so that the record of the next headers starts at
+		// this entry's padding.
+		if body == tr {
+			_, err = io.CopyBuffer(io.Discard, tr, a.buf)
+		} else {
+			_, err = a.sparse.Seek(hdr.Size, io.SeekStart)
+		}
+		if err != nil {
+			if errors.Is(err, ErrLimit) || a.ctx.Err() != nil {
+				return fmt.Errorf("layer %s: %w", a.digest, err)
+			}
+			return fmt.Errorf("layer %s: read tar: %w", a.digest, err)
 		}
 	}
 	for _, h := range a.pending {
@@ -322,6 +356,7 @@ func (a *applier) header(name string, hdr *tar.Header) (*Entry, error) {
 	}
 	if hdr.Typeflag == tar.TypeReg {
 		a.out.Size = hdr.Size
+		a.out.Sparse = a.segs
 	}
 	x, err := a.xattrs(hdr)
 	if err != nil {

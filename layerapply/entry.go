@@ -70,6 +70,11 @@ type Entry struct {
 	ModTime, AccessTime, ChangeTime time.Time
 	// Size is the length of a regular file's body; 0 for every other type.
 	Size int64
+	// Sparse, when not nil, lists the data segments of a regular file that a layer stored
+	// sparse (GNU and PAX sparse tar entries), sorted, apart, none empty, all within Size;
+	// the rest of the file is holes, which read as zeros. Nil for a file stored whole. See
+	// [Sink.Entry] for how its body reads.
+	Sparse []Segment
 	// Linkname is a symbolic link's target exactly as the layer gave it, or for a hard
 	// link the clean name of the existing file it is another name of.
 	Linkname string
@@ -136,6 +141,7 @@ func (e *Entry) Xattr(name string) ([]byte, bool) {
 // Clone returns a copy of e that shares nothing with it.
 func (e *Entry) Clone() *Entry {
 	c := *e
+	c.Sparse = slices.Clone(e.Sparse)
 	if e.Xattrs != nil {
 		c.Xattrs = make([]Xattr, len(e.Xattrs))
 		for i, x := range e.Xattrs {

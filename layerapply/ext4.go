@@ -66,16 +66,29 @@ func (s *Ext4) Entry(e *Entry, body io.Reader) error {
 	if err := s.w.Create(e.Path, s.file(e)); err != nil {
 		return err
 	}
-	if e.Type == TypeReg && e.Size > 0 {
-		n, err := s.w.ReadFrom(body)
+	if e.Type != TypeReg || e.Size == 0 {
+		return nil
+	}
+	// Holes of a sparse file are skipped: they get no blocks.
+	var pos int64
+	err := eachSegment(e, body, func(off int64, r io.Reader, n int64) error {
+		if err := s.w.Skip(off - pos); err != nil {
+			return err
+		}
+		got, err := s.w.ReadFrom(r)
 		if err != nil {
 			return err
 		}
-		if n != e.Size {
-			return fmt.Errorf("ext4 %s: body is %d bytes, the entry says %d: %w", e.Path, n, e.Size, io.ErrUnexpectedEOF)
+		if got != n {
+			return fmt.Errorf("ext4 %s: body is %d bytes, the entry says %d: %w", e.Path, off+got, e.Size, io.ErrUnexpectedEOF)
 		}
+		pos = off + n
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	return nil
+	return s.w.Skip(e.Size - pos)
 }
 
 // Whiteout implements [Sink].

@@ -19,7 +19,10 @@ import "io"
 //   - Opaque for a directory that exists: remove all of its children, keeping the directory.
 type Sink interface {
 	// Entry creates e.Path, described by e (see [Entry]). For [TypeReg], body yields
-	// exactly e.Size bytes. For [TypeLink], e.Linkname is the resolved, existing,
+	// exactly e.Size bytes. When e.Sparse is set, the bytes outside its segments are zeros
+	// and body is also an [io.Seeker] that moves forward only, over holes without reading
+	// them: a sink that keeps holes seeks to each segment and reads its Length bytes, and
+	// never reads a TiB of zeros for a TiB-sized sparse file. For [TypeLink], e.Linkname is the resolved, existing,
 	// non-directory name to link to. For [TypeSymlink], e.Linkname is the target exactly
 	// as the layer gave it. e and body are valid only during the call: a sink that keeps
 	// the entry copies it ([Entry.Clone]).
