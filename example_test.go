@@ -20,5 +20,5 @@ func ExampleConvert() {
 	// The image holds linux/amd64 and linux/arm64; Convert picks the host's.
 	fs := res.Filesystem
 	fmt.Println(res.Layers, "layers,", res.Platform.OS, "->", fs.Size>>20, "MiB,", fs.Available()>>20, "MiB available")
-	// Output: 3 layers, linux -> 72 MiB, 65 MiB available
+	// Output: 3 layers, linux -> 72 MiB, 64 MiB available
 }

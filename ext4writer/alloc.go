@@ -16,6 +16,10 @@ type allocator struct {
 	maxGroups uint64
 	gdtRes    uint64 // group descriptor blocks per copy reserved for maxGroups
 	bpg       uint64 // blocks per group
+	// cursorOnly makes alloc and allocContig take blocks from the cursor
+	// only, leaving the free runs free: the metadata of a stable layout
+	// (see skipTo).
+	cursorOnly bool
 }
 
 func newAllocator(limitBlocks uint64, descSize uint64) allocator {
@@ -77,7 +81,7 @@ func (a *allocator) skipEnd(b uint64) uint64 {
 
 // alloc returns up to n contiguous blocks.
 func (a *allocator) alloc(n uint64) (start, cnt uint64, ok bool) {
-	if len(a.free) > 0 {
+	if len(a.free) > 0 && !a.cursorOnly {
 		r := &a.free[0]
 		start, cnt = r.start, min(n, r.n)
 		r.start += cnt
@@ -154,7 +158,7 @@ func (a *allocator) release(r run) {
 // free list.
 func (a *allocator) allocContig(n uint64) (uint64, bool) {
 	for i, r := range a.free {
-		if r.n >= n {
+		if r.n >= n && !a.cursorOnly {
 			a.free[i].start += n
 			a.free[i].n -= n
 			if a.free[i].n == 0 {
@@ -177,6 +181,17 @@ func (a *allocator) allocContig(n uint64) (uint64, bool) {
 	}
 	a.cursor = c + n
 	return c, true
+}
+
+// skipTo moves the cursor up to block m, giving the blocks it passes
+// over to the free runs, all but those of superblock backups.
+func (a *allocator) skipTo(m uint64) {
+	for b := a.skipEnd(a.cursor); b < m; {
+		e := min(m, nextBackup(b/a.bpg)*a.bpg)
+		a.release(run{b, e - b}) // above the cursor: it stays where it is
+		b = a.skipEnd(e)
+	}
+	a.cursor = max(a.cursor, m)
 }
 
 // free reports whether block b is free: above the cursor, in a free run,

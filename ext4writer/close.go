@@ -91,11 +91,18 @@ func (w *Writer) number() []*inode {
 	return inodes
 }
 
-// plan lays out all metadata for the given geometry.
-func (w *Writer) plan(inodes []*inode, alloc allocator, groups uint64, ipg uint32, jblocks, limit uint64) (*layout, error) {
+// plan lays out all metadata for the given geometry. With align > 0 the
+// metadata goes above the file data, from the next multiple of align
+// blocks on, instead of filling the blocks that removed files left free
+// first (see [Writer.fitStable]).
+func (w *Writer) plan(inodes []*inode, alloc allocator, groups uint64, ipg uint32, jblocks, limit, align uint64) (*layout, error) {
 	l := &layout{groups: groups, ipg: ipg, alloc: alloc, inodes: inodes}
 	a := &l.alloc
 	a.limit = limit
+	if align > 0 {
+		a.skipTo(ceilDiv(a.cursor, align) * align)
+		a.cursorOnly = true
+	}
 	descSize := uint64(64)
 	if w.o.legacy {
 		descSize = 32
@@ -269,7 +276,7 @@ func (w *Writer) finish() (*layout, error) {
 	}
 	fixed := uint64(w.o.size / blockSize)
 	if !w.overflow {
-		l, err := w.fit(inodes, used, fixed, w.alloc.limit, false)
+		l, err := w.fitStable(inodes, used, fixed)
 		if w.err != nil {
 			return nil, w.err // moving bodies for smaller groups failed
 		}
@@ -280,10 +287,59 @@ func (w *Writer) finish() (*layout, error) {
 	}
 	// the content does not fit the fixed size: find the size that would
 	se := &SizeError{Op: "close", Limit: w.o.size}
-	if m, err := w.fit(inodes, used, 0, maxMaxSize/blockSize, true); err == nil {
+	if m, err := w.fit(inodes, used, 0, maxMaxSize/blockSize, true, 0); err == nil {
 		se.Need = int64(m.blocks) * blockSize
 	}
 	return nil, se
+}
+
+// fitStable returns the layout of [Writer.fit] with its metadata in a
+// stable place when that makes the image no larger: above the file data,
+// from a multiple of a large alignment on, rather than in the first
+// blocks free. Two images whose content differs only in what was added
+// last then keep the metadata at the same offset, and so share most of
+// their bytes at the same offsets (what chunked, deduplicated storage of
+// the images needs). The gap left below the metadata is free space of
+// the filesystem, part of the free space asked for, so it costs nothing
+// while it is smaller than that.
+func (w *Writer) fitStable(inodes []*inode, used, fixed uint64) (*layout, error) {
+	compact, err := w.fit(inodes, used, fixed, w.alloc.limit, false, 0)
+	if err != nil || w.err != nil {
+		return compact, err
+	}
+	for _, align := range metaAligns(w.o.wantAvailable(compact.content)) {
+		l, err := w.fit(inodes, used, fixed, w.alloc.limit, false, align)
+		if w.err != nil {
+			return nil, w.err
+		}
+		if err == nil && l.blocks <= compact.blocks {
+			return l, nil
+		}
+	}
+	// plan sets the inodes' metadata blocks: plan the compact layout again
+	return w.fit(inodes, used, fixed, w.alloc.limit, false, 0)
+}
+
+// Alignments of the metadata region, in blocks, that fitStable tries.
+const (
+	minMetaAlign = 2 << 20 / blockSize // the chunk size of chunked image stores
+	maxMetaAlign = 1 << 30 / blockSize
+)
+
+// metaAligns returns the alignments of the metadata region to try for an
+// image that leaves avail blocks available: the largest power of two up
+// to half of that (a gap below the metadata of up to half the free
+// space; the larger the alignment, the more the content may grow without
+// moving the metadata), then the smallest.
+func metaAligns(avail uint64) []uint64 {
+	a := uint64(minMetaAlign)
+	for a*2 <= avail/2 && a < maxMetaAlign {
+		a *= 2
+	}
+	if a == minMetaAlign {
+		return []uint64{a}
+	}
+	return []uint64{a, minMetaAlign}
 }
 
 // regroup chooses the blocks per group for an image of about t blocks in
@@ -320,7 +376,7 @@ func (w *Writer) regroup(inodes []*inode, t, groups, ipg uint64) (allocator, uin
 // fit finds a fixed point of image size, group count, inode count and
 // journal size: the fixed size, or the smallest that leaves the space
 // asked for available (only the minimum with minimal).
-func (w *Writer) fit(inodes []*inode, used, fixed, limit uint64, minimal bool) (*layout, error) {
+func (w *Writer) fit(inodes []*inode, used, fixed, limit uint64, minimal bool, align uint64) (*layout, error) {
 	o := w.o
 	t := w.alloc.cursor
 	if fixed > 0 {
@@ -340,7 +396,17 @@ func (w *Writer) fit(inodes []*inode, used, fixed, limit uint64, minimal bool) (
 			}
 			want = uint64(o.inodeCount)
 		} else {
-			want = max(want, t*blockSize/uint64(o.inodeRatio))
+			// The ratio counts whole groups, or quarters of a group in a
+			// one-group image: the inodes per group, and so where each
+			// inode lies, stay the same while the image size changes a
+			// little, at the cost of at most one group's share of inodes
+			// (2 MiB of inode table at the default ratio, 512 KiB in a
+			// one-group image).
+			rt := ceilDiv(t, blocksPerGroup/4) * (blocksPerGroup / 4)
+			if g := ceilDiv(t, blocksPerGroup); g > 1 {
+				rt = g * blocksPerGroup
+			}
+			want = max(want, rt*blockSize/uint64(o.inodeRatio))
 		}
 		if want > used && o.inodeCount == 0 {
 			// a ratio-derived count is capped by what ext4 can number
@@ -356,7 +422,7 @@ func (w *Writer) fit(inodes []*inode, used, fixed, limit uint64, minimal bool) (
 			return nil, opErr("close", "", fmt.Errorf("%w: %d needed", ErrTooManyInodes, used))
 		}
 		alloc, bpg := w.regroup(inodes, t, groups, ipg)
-		l, err := w.plan(inodes, alloc, groups, uint32(ipg), jblocks, limit)
+		l, err := w.plan(inodes, alloc, groups, uint32(ipg), jblocks, limit, align)
 		if err != nil {
 			return nil, err
 		}

@@ -40,6 +40,23 @@
 // writing them, and Close fails with a *[SizeError] that tells the size
 // that would fit.
 //
+// # Placement
+//
+// File bodies go where they are written, in the order they come: a layer
+// applier that writes the lower layers first puts their data at the same
+// blocks whatever comes above them. The metadata written at Close (inode
+// tables, bitmaps, directories, journal) goes above the file data, from
+// the next multiple of a large power of two (up to half the free space
+// asked for, at least 2 MiB), when the gap this leaves below it is part
+// of the free space the image has anyway; only when the image would grow
+// does it fill the blocks of removed files first. The inode ratio counts
+// whole groups (quarter groups in an image of one group), so the inodes
+// per group do not change with small changes of the size: at most one
+// group's share of inodes more than the ratio asks (2 MiB of inode table
+// at the default ratio). Two images that differ only in what was written
+// last then keep most of their bytes at the same offsets, which is what
+// chunked, deduplicated stores of images need.
+//
 // # Format
 //
 // The image has the features of mke2fs
