@@ -5,7 +5,10 @@
 #
 # A TARGET is a fuzz function name (FuzzDescriptors) or PKG:NAME (./ocifetch:FuzzClassify);
 # without targets, every Fuzz function of the module runs. Campaigns run one at a time,
-# with -parallel from FUZZ_PARALLEL (default 1: the machine is shared). A crasher stops
+# with -parallel from FUZZ_PARALLEL (default 1: the machine is shared) under nice -n 19.
+# FUZZ_MINIMIZE is go test's -fuzzminimizetime (default 20x, not Go's 60s: a worker
+# minimizes every new interesting input before it fuzzes on, which for targets that take
+# a tenth of a second an exec stalled whole campaigns for a minute at a time). A crasher stops
 # nothing: go test writes it to testdata/fuzz/TARGET and the script goes on, then exits 1.
 set -u
 cd "$(dirname "$0")/.."
@@ -17,6 +20,7 @@ fi
 duration=$1
 shift
 parallel=${FUZZ_PARALLEL:-1}
+minimize=${FUZZ_MINIMIZE:-20x}
 module=$(go list -m)
 cache=$(go env GOCACHE)/fuzz
 
@@ -57,7 +61,7 @@ for t in "${targets[@]}"; do
 	before=$(ls "$corpus" 2>/dev/null | wc -l)
 	echo "== $pkg $name for $duration"
 	start=$(date +%s)
-	if ! go test -run '^$' -fuzz "^$name\$" -fuzztime "$duration" -parallel "$parallel" "$pkg"; then
+	if ! nice -n 19 go test -run '^$' -fuzz "^$name\$" -fuzztime "$duration" -fuzzminimizetime "$minimize" -parallel "$parallel" "$pkg"; then
 		status=1
 	fi
 	# New interesting inputs live in the build cache: keep them with the package.
