@@ -127,9 +127,53 @@ func FuzzExt4Write(f *testing.F) {
 	})
 }
 
-// FuzzExt4Ops feeds arbitrary names, modes and sizes to the Writer: it
-// must never panic, and whenever Close succeeds the image must pass
-// e2fsck.
+// opsNode is what the ops model expects at a name; hard links share one.
+type opsNode struct {
+	kind byte // 'd', 'f', 'l', 'c'
+	data []byte
+	link string
+}
+
+// opsModel is a plain model of the operations that succeeded, with the semantics the
+// Writer documents: Create replaces an existing entry (a directory given again as a
+// directory keeps its children), Remove removes a whole subtree, Link shares the node.
+type opsModel map[string]*opsNode
+
+func (m opsModel) removeTree(name string) {
+	for n := range m {
+		if n == name || strings.HasPrefix(n, name+"/") {
+			delete(m, n)
+		}
+	}
+}
+
+func (m opsModel) put(name string, n *opsNode) {
+	if old := m[name]; old != nil && old.kind == 'd' && n.kind == 'd' {
+		return
+	}
+	m.removeTree(name)
+	m[name] = n
+}
+
+func (m opsModel) children(dir string) []string {
+	var out []string
+	for n := range m {
+		if path.Dir(n) == dir {
+			out = append(out, path.Base(n))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// FuzzExt4Ops feeds arbitrary names, modes and sizes to the Writer: it must never panic;
+// whenever Close succeeds the image must pass e2fsck -fn; and, unless a body was left
+// short or a stray Write landed (the Writer then reports an error whose after-effects the
+// model does not predict), the image read back holds exactly what the successful
+// operations made: names, types, sizes, contents, symbolic link targets and hard links,
+// lost+found included (go-diskfs's reader, or debugfs for names that are no
+// valid UTF-8). ReadDir of a directory the model knows lists its
+// children.
 func FuzzExt4Ops(f *testing.F) {
 	needTools(f)
 	for _, seed := range []string{
@@ -138,12 +182,14 @@ func FuzzExt4Ops(f *testing.F) {
 		"\x00d\x00\x00d/e\x00\x02d/e/f\x00\x03d\x00\x04d/e\x00\x05d/e/f\x00\x01.\x00",
 		"\x02lost+found\x00\x00lost+found\x00\x03lost+found\x00\x01lost+found/x\x00",
 		"\x01big\x00\xff\xff\xff\x01small\x00\x10\x00\x00\x05small\x00\x04big\x00",
+		"\x00d\x00\x07\x01d/f\x00\x03\x04d/f\x00\x00\x07d\x00\x00\x00d\x00\x01\x07d\x00\x00",
+		"\x01f\x00\x06\x00f\x00\x07\x02f\x00\x02\x07.\x00\x00\x03lost+found\x00\x00\x07.\x00\x00",
 	} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		path := t.TempDir() + "/img"
-		out, err := os.Create(path)
+		img := t.TempDir() + "/img"
+		out, err := os.Create(img)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,6 +198,8 @@ func FuzzExt4Ops(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		m := opsModel{"lost+found": {kind: 'd'}}
+		exact := true // the model predicts the image
 		for len(data) > 0 {
 			op := data[0] % 8
 			data = data[1:]
@@ -164,29 +212,142 @@ func FuzzExt4Ops(f *testing.F) {
 			n := string(name)
 			switch op {
 			case 0:
-				_ = w.Create(n, &File{Mode: fs.ModeDir | fs.FileMode(arg)})
+				if w.Create(n, &File{Mode: fs.ModeDir | fs.FileMode(arg)}) == nil && n != "." {
+					m.put(n, &opsNode{kind: 'd'})
+				}
 			case 1:
 				size := int64(arg) * 997
 				if w.Create(n, &File{Mode: fs.FileMode(arg), Size: size}) == nil {
-					_, _ = w.ReadFrom(io.LimitReader(bytes.NewReader(bytes.Repeat([]byte{arg}, int(size))), size-int64(arg%3)))
+					body := size
+					if arg%5 == 4 {
+						body-- // a body left short, now and then
+					}
+					got, _ := w.ReadFrom(io.LimitReader(bytes.NewReader(bytes.Repeat([]byte{arg}, int(size))), body))
+					if got != size {
+						exact = false
+					}
+					m.put(n, &opsNode{kind: 'f', data: bytes.Repeat([]byte{arg}, int(got))})
 				}
 			case 2:
-				_ = w.Create(n, &File{Mode: fs.ModeSymlink, Linkname: strings.Repeat(string(name), int(arg))})
+				target := strings.Repeat(string(name), int(arg))
+				if w.Create(n, &File{Mode: fs.ModeSymlink, Linkname: target}) == nil {
+					m.put(n, &opsNode{kind: 'l', link: target})
+				}
 			case 3:
-				_ = w.Remove(n)
+				if w.Remove(n) == nil {
+					lf := n == "lost+found" && m[n] != nil && m[n].kind == 'd'
+					m.removeTree(n)
+					if lf {
+						m[n] = &opsNode{kind: 'd'} // kept for e2fsck, emptied
+					}
+				}
 			case 4:
-				_ = w.Link(n, n+"l")
+				if w.Link(n, n+"l") == nil {
+					m.removeTree(n + "l")
+					m[n+"l"] = m[n]
+				}
 			case 5:
-				_, _ = w.Write(bytes.Repeat([]byte{1}, int(arg)))
+				if k, _ := w.Write(bytes.Repeat([]byte{1}, int(arg))); k > 0 {
+					exact = false
+				}
 			case 6:
-				_ = w.Create(n, &File{Mode: fs.ModeDevice | fs.ModeCharDevice, Devmajor: uint32(arg) << 12, Xattrs: map[string][]byte{n: {arg}}})
+				if w.Create(n, &File{Mode: fs.ModeDevice | fs.ModeCharDevice, Devmajor: uint32(arg) << 12, Xattrs: map[string][]byte{n: {arg}}}) == nil {
+					m.put(n, &opsNode{kind: 'c'})
+				}
 			case 7:
-				_, _ = w.ReadDir(n)
+				ents, err := w.ReadDir(n)
 				_, _ = w.MinSize()
+				dir := n
+				if exact && (n == "." || m[n] != nil && m[n].kind == 'd') {
+					if err != nil {
+						t.Fatalf("ReadDir(%q) of a directory: %v", n, err)
+					}
+					got := append([]string(nil), ents...)
+					sort.Strings(got)
+					if want := m.children(dir); strings.Join(got, "/") != strings.Join(want, "/") {
+						t.Fatalf("ReadDir(%q) = %q, the operations made %q", n, got, want)
+					}
+				}
 			}
 		}
-		if w.Close() == nil {
-			fsck(t, path)
+		if w.Close() != nil {
+			return
+		}
+		fsck(t, img)
+		if m["lost+found"] == nil {
+			m["lost+found"] = &opsNode{kind: 'd'} // Close makes it again
+		}
+		if exact {
+			checkOps(t, img, m)
 		}
 	})
+}
+
+// checkOps compares the image with the ops model, read with go-diskfs, or with debugfs
+// when a name is no valid UTF-8 (go-diskfs refuses names that are not fs.ValidPath; the
+// Writer, like Linux, takes any bytes but "/" and NUL).
+func checkOps(t *testing.T, img string, m opsModel) {
+	t.Helper()
+	read := diskfsTree
+	for name := range m {
+		if !fs.ValidPath(name) {
+			read = func(t *testing.T, img string) map[string]*node { return readTree(t, img) }
+			break
+		}
+	}
+	got := read(t, img)
+	ino := map[*opsNode]int{}
+	for name, want := range m {
+		g := got[name]
+		if g == nil {
+			t.Errorf("%q: missing", name)
+			continue
+		}
+		var kind byte
+		switch g.mode & 0o170000 {
+		case 0o040000:
+			kind = 'd'
+		case 0o100000:
+			kind = 'f'
+		case 0o120000:
+			kind = 'l'
+		case 0o020000:
+			kind = 'c'
+		}
+		if kind != want.kind {
+			t.Errorf("%q: type %c, want %c", name, kind, want.kind)
+			continue
+		}
+		switch kind {
+		case 'f':
+			if g.size != int64(len(want.data)) || g.sum != sumBytes(want.data) {
+				t.Errorf("%q: %d bytes, want %d (or content differs)", name, g.size, len(want.data))
+			}
+		case 'l':
+			if g.link != want.link {
+				t.Errorf("%q: link %q, want %q", name, g.link, want.link)
+			}
+		}
+		if kind != 'd' {
+			if i, ok := ino[want]; ok && i != g.ino {
+				t.Errorf("%q: not a hard link of the names sharing its node", name)
+			}
+			ino[want] = g.ino
+		}
+	}
+	for name := range got {
+		if m[name] == nil && name != "." { // debugfs lists the root
+			t.Errorf("%q: in the image, not made by any operation", name)
+		}
+	}
+	seen := map[int]*opsNode{}
+	for name, want := range m {
+		if want.kind == 'd' || got[name] == nil {
+			continue
+		}
+		if o, ok := seen[got[name].ino]; ok && o != want {
+			t.Errorf("%q: shares an inode with a name it is no link of", name)
+		}
+		seen[got[name].ino] = want
+	}
 }
