@@ -185,3 +185,57 @@ func FuzzSubjectHash(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSubjectHashNames builds names from the input (one to four RDNs of one to three
+// attributes; CN, O, OU, C, emailAddress or serialNumber; PrintableString, UTF8String,
+// IA5String, T61String, BMPString, UniversalString or NumericString; values from the
+// input bytes, often spaces, tabs, case and non-ASCII) so that the fuzzer spends its time
+// on what OpenSSL canonicalises, and wants SubjectHash to equal `openssl x509 -hash`
+// wherever openssl takes the certificate.
+func FuzzSubjectHashNames(f *testing.F) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		f.Skip("openssl not found on PATH (Debian: apt-get install openssl)")
+	}
+	f.Add([]byte("\x00\x01\x00Example"))
+	f.Add([]byte("\x11\x12\x01  Hello \t World \x00\x05\x02zeta\x01\x04\x03ALPHA"))
+	f.Add([]byte("\x00\x03\x04Z\xfcrich\x00\x03\x05Caf\xe9\x00\x03\x06\xc3\x84b"))
+	f.Add([]byte("\x00\x04\x02Admin@Example.COM\x00\x05\x06 12  34 "))
+	oids := []asn1.ObjectIdentifier{oidCN, oidO, oidOU, oidC, oidE, {2, 5, 4, 5}}
+	tags := []int{asn1.TagPrintableString, asn1.TagUTF8String, asn1.TagIA5String, asn1.TagT61String, asn1.TagBMPString, 28, asn1.TagNumericString}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var rdns [][]atv
+		for len(data) >= 3 && len(rdns) < 4 {
+			shape, oid, tag := data[0], data[1], data[2]
+			data = data[3:]
+			val, rest, _ := bytes.Cut(data, []byte{0})
+			data = rest
+			if len(val) > 64 {
+				val = val[:64]
+			}
+			a := atv{oids[int(oid)%len(oids)], tags[int(tag)%len(tags)], val}
+			switch a.tag {
+			case asn1.TagBMPString:
+				a.val = bmp(string(val))
+			case 28:
+				a.val = ucs4(string(val))
+			}
+			if shape%4 != 0 && len(rdns) > 0 && len(rdns[len(rdns)-1]) < 3 {
+				rdns[len(rdns)-1] = append(rdns[len(rdns)-1], a) // multi-valued RDN
+			} else {
+				rdns = append(rdns, []atv{a})
+			}
+		}
+		raw := name(rdns...)
+		got, err := cacert.SubjectHash(raw)
+		want, ok := opensslHash(t, certWithSubject(t, raw))
+		if !ok {
+			return
+		}
+		if err != nil {
+			t.Fatalf("openssl hashes the name as %s, SubjectHash fails: %v", want, err)
+		}
+		if g := fmt.Sprintf("%08x", got); g != want {
+			t.Fatalf("SubjectHash = %s, openssl x509 -hash = %s", g, want)
+		}
+	})
+}
