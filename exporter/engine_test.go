@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"log"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/img2ext4/img2ext4/exporter"
 	"github.com/img2ext4/img2ext4/internal/tartest"
 	"github.com/img2ext4/img2ext4/internal/treesnap"
+	"github.com/img2ext4/img2ext4/layerapply"
 	"github.com/img2ext4/img2ext4/ocifetch"
 )
 
@@ -165,6 +168,33 @@ func TestEngineSources(t *testing.T) {
 			}
 		})
 	}
+
+	// The root filesystem is changed once, after the merge, whichever exporter fetched:
+	// the mutation appends a line, so running it twice would show in the tree.
+	t.Run("mutation once through skopeo", func(t *testing.T) {
+		needTools(t, "skopeo")
+		runs := 0
+		appendLine := img2ext4.WithMutate(func(ctx context.Context, root layerapply.RootFS) error {
+			runs++
+			b, err := fs.ReadFile(root, "etc/old")
+			if err != nil {
+				return err
+			}
+			return root.WriteFile("etc/old", bytes.NewReader(append(b, "\nmutated"...)), 0o644)
+		})
+		want := convert(t, ref, appendLine)
+		if runs != 1 || !slices.ContainsFunc(want, func(l string) bool { return strings.Contains(l, `"new config\nmutated"`) }) {
+			t.Fatalf("the registry conversion ran the mutation %d times; tree:\n%s", runs, strings.Join(want, "\n"))
+		}
+		runs = 0
+		got := convert(t, "containers-storage:"+p.storeSpec()+ref, appendLine, img2ext4.WithExporter(exporter.Auto))
+		if runs != 1 {
+			t.Errorf("the mutation ran %d times through skopeo, want once", runs)
+		}
+		if d := treesnap.Diff(want, got); d != "" {
+			t.Errorf("mutated through skopeo differs from the registry conversion (-registry +skopeo):\n%s", d)
+		}
+	})
 
 	t.Run("native refuses containers-storage", func(t *testing.T) {
 		_, err := img2ext4.Convert(context.Background(), "containers-storage:"+p.storeSpec()+ref, filepath.Join(t.TempDir(), "img"))
