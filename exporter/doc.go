@@ -8,8 +8,9 @@
 //   - [Skopeo] runs "skopeo copy" from the reference into an OCI layout in a temporary
 //     directory and reads that natively. It serves every transport skopeo knows, among
 //     them "containers-storage:[STORE-SPEC]IMAGE" (podman's and CRI-O's image store),
-//     "dir:", "ostree:", "sif:" and "tarball:"; a reference without a transport is taken
-//     as "docker://". skopeo finds registry credentials by its own rules.
+//     "dir:", "ostree:", "sif:" and "tarball:"; a registry reference is read as skopeo's
+//     "docker://", over plain HTTP for loopback hosts and "http://" references as ocifetch
+//     does. skopeo finds registry credentials by its own rules.
 //   - [Docker] runs "docker save" for a "docker-daemon:IMAGE" reference into a temporary
 //     archive and reads that natively: for engines the docker CLI reaches when the API
 //     socket ([ocifetch.WithEngineHost], DOCKER_HOST) does not answer, as through a

@@ -157,6 +157,7 @@ func TestEngineSources(t *testing.T) {
 			opts: []img2ext4.Option{img2ext4.WithExporter(exporter.Skopeo)}},
 		{name: "docker-daemon skopeo", tools: []string{"skopeo"}, ref: "docker-daemon:" + ref,
 			opts: []img2ext4.Option{engine, img2ext4.WithExporter(exporter.Skopeo)}},
+		{name: "registry skopeo", tools: []string{"skopeo"}, ref: ref, opts: []img2ext4.Option{img2ext4.WithExporter(exporter.Skopeo)}},
 		{name: "docker save", tools: []string{"docker"}, ref: "docker-daemon:" + ref,
 			opts: []img2ext4.Option{engine, img2ext4.WithExporter(exporter.Docker)}},
 	} {

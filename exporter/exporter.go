@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/img2ext4/img2ext4/ocifetch"
@@ -86,24 +88,49 @@ func Image(ctx context.Context, ref string, mode Mode, opts ...ocifetch.Option) 
 // skopeoTransports are the transports skopeo 1.9 knows.
 var skopeoTransports = []string{"containers-storage", "dir", "docker", "docker-archive", "docker-daemon", "oci", "oci-archive", "ostree", "sif", "tarball"}
 
-// skopeoRef spells ref for skopeo: a reference without a transport is a registry's.
-func skopeoRef(ref string) (string, error) {
-	if strings.HasPrefix(ref, "http://") || strings.HasPrefix(ref, "https://") {
-		return "", fmt.Errorf("%w: %s: skopeo reads registries as docker://HOST/REPO", ErrUnsupported, ref)
+// skopeoRef spells ref for skopeo: a reference without a transport is a registry's, and
+// one written with "http://" a plain-HTTP registry's. plainHTTP is true for those and for
+// loopback registries, which ocifetch also reads over plain HTTP.
+func skopeoRef(ref string) (src string, plainHTTP bool, err error) {
+	if rest, ok := strings.CutPrefix(ref, "http://"); ok {
+		return "docker://" + rest, true, nil
+	}
+	if rest, ok := strings.CutPrefix(ref, "https://"); ok {
+		return "docker://" + rest, false, nil
 	}
 	if prefix, _, ok := strings.Cut(ref, ":"); ok {
 		for _, t := range skopeoTransports {
-			if prefix == t {
-				return ref, nil
+			if prefix == t && t != "docker" {
+				return ref, false, nil
 			}
 		}
 	}
-	return "docker://" + ref, nil
+	if strings.HasPrefix(ref, "/") || strings.HasPrefix(ref, "./") || strings.HasPrefix(ref, "../") {
+		return "", false, fmt.Errorf("%w: %s: skopeo needs a local image's transport written out (oci:, oci-archive:, docker-archive:)", ErrUnsupported, ref)
+	}
+	rest := strings.TrimPrefix(ref, "docker://")
+	r, err := name.ParseReference(rest)
+	if err != nil {
+		return "", false, fmt.Errorf("%w: %s: %v", ErrUnsupported, ref, err)
+	}
+	return "docker://" + rest, isLoopback(r.Context().RegistryStr()), nil
+}
+
+// isLoopback reports whether a registry host (with an optional port) is on loopback.
+func isLoopback(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // viaSkopeo copies ref into an OCI layout with skopeo and reads it from there.
 func viaSkopeo(ctx context.Context, ref string, opts []ocifetch.Option) (v1.Image, func() error, error) {
-	src, err := skopeoRef(ref)
+	src, plainHTTP, err := skopeoRef(ref)
 	if err != nil {
 		return nil, func() error { return nil }, err
 	}
@@ -114,6 +141,9 @@ func viaSkopeo(ctx context.Context, ref string, opts []ocifetch.Option) (v1.Imag
 			args = append(args, "--override-variant", s.Platform.Variant)
 		}
 		args = append(args, "copy", "--quiet")
+		if plainHTTP {
+			args = append(args, "--src-tls-verify=false")
+		}
 		if strings.HasPrefix(src, "docker-daemon:") {
 			// skopeo's docker-daemon transport does not read DOCKER_HOST.
 			args = append(args, "--src-daemon-host", s.EngineHost)
