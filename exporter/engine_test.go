@@ -203,6 +203,13 @@ func TestEngineSources(t *testing.T) {
 			t.Fatalf("err = %v, want ErrUnsupportedTransport", err)
 		}
 	})
+	t.Run("other platform", func(t *testing.T) {
+		other := ocifetch.WithPlatform(v1.Platform{OS: "linux", Architecture: "riscv64"})
+		_, err := img2ext4.Convert(context.Background(), "docker-daemon:"+ref, filepath.Join(t.TempDir(), "img"), img2ext4.WithFetchOptions(ocifetch.WithEngineHost(p.host), other))
+		if !errors.Is(err, ocifetch.ErrPlatform) {
+			t.Fatalf("err = %v, want ErrPlatform", err)
+		}
+	})
 	t.Run("missing image", func(t *testing.T) {
 		_, err := img2ext4.Convert(context.Background(), "docker-daemon:localhost/no/such:image", filepath.Join(t.TempDir(), "img"), engine)
 		if !errors.Is(err, ocifetch.ErrNotFound) || !strings.Contains(err.Error(), p.host) || !strings.Contains(err.Error(), "pull or load") {

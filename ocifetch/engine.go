@@ -135,8 +135,9 @@ func newEngineClient(host string) (*engineClient, error) {
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return d.DialContext(ctx, network, addr)
 		},
-		ResponseHeaderTimeout: 5 * time.Minute, // an engine may prepare a large export before answering
-		DisableCompression:    true,
+		// No ResponseHeaderTimeout: podman writes a whole export to disk before it
+		// answers. ctx bounds the wait.
+		DisableCompression: true,
 	}
 	c := &engineClient{host: host, hc: &http.Client{Transport: tr}, base: "http://docker"}
 	if network == "tcp" {
@@ -209,10 +210,20 @@ func resolveEngineImage(ctx context.Context, r reference, o *options) (*image, e
 	if err != nil {
 		return nil, err
 	}
-	_, err = readCapped(rc, maxConfigSize, "image inspect")
+	raw, err := readCapped(rc, maxConfigSize, "image inspect")
 	rc.Close()
 	if err != nil {
 		return nil, fmt.Errorf("inspect image %s in the engine at %s: %w", img, c.host, err)
+	}
+	var inspect struct {
+		Os, Architecture, Variant string
+	}
+	if err := json.Unmarshal(raw, &inspect); err != nil {
+		return nil, fmt.Errorf("inspect image %s in the engine at %s: %w", img, c.host, err)
+	}
+	// Refuse another platform before exporting; the config is checked again after.
+	if err := checkPlatform(&v1.ConfigFile{OS: inspect.Os, Architecture: inspect.Architecture, Variant: inspect.Variant}, o); err != nil {
+		return nil, err
 	}
 	rc, err = c.get(ctx, "/images/"+img+"/get", "export of image "+img)
 	if err != nil {
