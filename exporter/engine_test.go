@@ -96,6 +96,15 @@ func needTools(t *testing.T, tools ...string) {
 	}
 }
 
+// needStoreAccess skips a test that has skopeo read the podman store directly: a rootless
+// store holds files of subordinate ids, readable only inside "podman unshare".
+func needStoreAccess(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skopeo reads a rootless podman store only inside podman unshare; run as root")
+	}
+}
+
 // convert converts ref to an ext4 image, checks it with e2fsck -fn and returns the tree
 // debugfs reads from it.
 func convert(t *testing.T, ref string, opts ...img2ext4.Option) []string {
@@ -163,6 +172,9 @@ func TestEngineSources(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			needTools(t, tc.tools...)
+			if strings.HasPrefix(tc.ref, "containers-storage:") {
+				needStoreAccess(t)
+			}
 			got := convert(t, tc.ref, tc.opts...)
 			if d := treesnap.Diff(want, got); d != "" {
 				t.Fatalf("%s differs from the registry conversion (-registry +engine):\n%s", tc.ref, d)
@@ -174,6 +186,7 @@ func TestEngineSources(t *testing.T) {
 	// the mutation appends a line, so running it twice would show in the tree.
 	t.Run("mutation once through skopeo", func(t *testing.T) {
 		needTools(t, "skopeo")
+		needStoreAccess(t)
 		runs := 0
 		appendLine := img2ext4.WithMutate(func(ctx context.Context, root layerapply.RootFS) error {
 			runs++
