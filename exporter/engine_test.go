@@ -216,6 +216,24 @@ func TestEngineSources(t *testing.T) {
 			t.Fatalf("err = %v, want ErrUnsupportedTransport", err)
 		}
 	})
+	// The store keys a docker-daemon: image with one inspect request: by its ID, which
+	// pins it, and the pinned reference converts to the same tree.
+	t.Run("resolve", func(t *testing.T) {
+		r, err := ocifetch.Resolve(context.Background(), "docker-daemon:"+ref, ocifetch.WithEngineHost(p.host))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Digest.String() != id || r.Pinned != "docker-daemon:"+id {
+			t.Fatalf("resolved to %s, pinned %s; want the image ID %s", r.Digest, r.Pinned, id)
+		}
+		key, in, err := img2ext4.StoreKey(context.Background(), "docker-daemon:"+ref, engine)
+		if err != nil || key == "" || in.Source != id {
+			t.Fatalf("StoreKey = %q, source %q, %v; want source %s", key, in.Source, err, id)
+		}
+		if d := treesnap.Diff(want, convert(t, r.Pinned, engine)); d != "" {
+			t.Errorf("the pinned reference converts to another tree (-registry +pinned):\n%s", d)
+		}
+	})
 	t.Run("other platform", func(t *testing.T) {
 		other := ocifetch.WithPlatform(v1.Platform{OS: "linux", Architecture: "riscv64"})
 		_, err := img2ext4.Convert(context.Background(), "docker-daemon:"+ref, filepath.Join(t.TempDir(), "img"), img2ext4.WithFetchOptions(ocifetch.WithEngineHost(p.host), other))

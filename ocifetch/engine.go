@@ -206,26 +206,10 @@ func resolveEngineImage(ctx context.Context, r reference, o *options) (*image, e
 	img := r.path
 	// Inspect first: it tells a missing image apart from an export that
 	// fails half-way, at the cost of one small request.
-	rc, err := c.get(ctx, "/images/"+img+"/json", "image "+img)
-	if err != nil {
+	if _, err := c.inspect(ctx, img, o); err != nil {
 		return nil, err
 	}
-	raw, err := readCapped(rc, maxConfigSize, "image inspect")
-	rc.Close()
-	if err != nil {
-		return nil, fmt.Errorf("inspect image %s in the engine at %s: %w", img, c.host, err)
-	}
-	var inspect struct {
-		Os, Architecture, Variant string
-	}
-	if err := json.Unmarshal(raw, &inspect); err != nil {
-		return nil, fmt.Errorf("inspect image %s in the engine at %s: %w", img, c.host, err)
-	}
-	// Refuse another platform before exporting; the config is checked again after.
-	if err := checkPlatform(&v1.ConfigFile{OS: inspect.Os, Architecture: inspect.Architecture, Variant: inspect.Variant}, o); err != nil {
-		return nil, err
-	}
-	rc, err = c.get(ctx, "/images/"+img+"/get", "export of image "+img)
+	rc, err := c.get(ctx, "/images/"+img+"/get", "export of image "+img)
 	if err != nil {
 		return nil, err
 	}
@@ -240,6 +224,53 @@ func resolveEngineImage(ctx context.Context, r reference, o *options) (*image, e
 		return src.resolve(ctx, "", o)
 	}
 	return resolveDockerArchiveFS(ctx, fsys, label, "", o)
+}
+
+// inspect asks the engine about img, checks its platform against o, and
+// returns its image ID.
+func (c *engineClient) inspect(ctx context.Context, img string, o *options) (v1.Hash, error) {
+	rc, err := c.get(ctx, "/images/"+img+"/json", "image "+img)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	raw, err := readCapped(rc, maxConfigSize, "image inspect")
+	rc.Close()
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("inspect image %s in the engine at %s: %w", img, c.host, err)
+	}
+	var inspect struct {
+		ID                        string `json:"Id"`
+		Os, Architecture, Variant string
+	}
+	if err := json.Unmarshal(raw, &inspect); err != nil {
+		return v1.Hash{}, fmt.Errorf("inspect image %s in the engine at %s: %w", img, c.host, err)
+	}
+	if !imageID.MatchString(inspect.ID) {
+		return v1.Hash{}, fmt.Errorf("inspect image %s in the engine at %s: unexpected image ID %q", img, c.host, inspect.ID)
+	}
+	// Refuse another platform before exporting; the config is checked again after.
+	if err := checkPlatform(&v1.ConfigFile{OS: inspect.Os, Architecture: inspect.Architecture, Variant: inspect.Variant}, o); err != nil {
+		return v1.Hash{}, err
+	}
+	return v1.NewHash(inspect.ID)
+}
+
+// resolveEngine fills res for a "docker-daemon:" reference with one inspect
+// request: the digest is the engine's image ID (the config's digest, or the
+// manifest's with Docker's containerd image store), which names the image's
+// content, and Pinned names the image by that ID, so that a tag moved in the
+// engine meanwhile does not change what is converted.
+func resolveEngine(ctx context.Context, r reference, o *options, res *Resolved) (*Resolved, error) {
+	c, err := newEngineClient(o.engine())
+	if err != nil {
+		return nil, err
+	}
+	id, err := c.inspect(ctx, r.path, o)
+	if err != nil {
+		return nil, fmt.Errorf("resolve image %s: %w", r, err)
+	}
+	res.Digest, res.Pinned = id, "docker-daemon:"+id.String()
+	return res, nil
 }
 
 // spoolTar reads the tar stream r to its end, writing every regular file's

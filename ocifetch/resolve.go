@@ -16,7 +16,8 @@ import (
 type Resolved struct {
 	// Digest is the digest of the document the reference names: for a registry reference,
 	// the manifest or index its tag points to (or the digest it is written with); for a
-	// local image, the manifest of the platform chosen.
+	// local image, the manifest of the platform chosen; for a "docker-daemon:" image,
+	// the engine's image ID.
 	Digest v1.Hash
 	// MediaType is the media type of that document, when known (a registry reference
 	// written with a digest is resolved without asking the registry, so it is empty).
@@ -27,8 +28,8 @@ type Resolved struct {
 	// AllowPlatformMismatch is the [WithAllowPlatformMismatch] setting.
 	AllowPlatformMismatch bool
 	// Pinned is a reference to the same image that [Image] accepts and that cannot move:
-	// a registry reference by Digest (with the scheme prefix of the original), or the
-	// local reference as given.
+	// a registry reference by Digest (with the scheme prefix of the original), a
+	// "docker-daemon:" image by its ID, or the local reference as given.
 	Pinned string
 }
 
@@ -47,6 +48,9 @@ func Resolve(ctx context.Context, ref string, opts ...Option) (*Resolved, error)
 		return nil, err
 	}
 	res := &Resolved{Platform: o.platform, AllowPlatformMismatch: o.allowMismatch, Pinned: ref}
+	if r.transport == transportDockerDaemon {
+		return resolveEngine(ctx, r, o, res)
+	}
 	if r.transport != transportRegistry {
 		img, err := resolveImage(ctx, r, o)
 		if err != nil {
