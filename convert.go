@@ -76,6 +76,7 @@ type options struct {
 	progress progress.Func
 	logger   *slog.Logger
 	tmpDir   string
+	jobs     int // layers decompressed at once; 0: layerapply's default
 	limits   *layerapply.Limits
 	adds     []Add
 	mutate   []func(context.Context, layerapply.RootFS) error
@@ -182,6 +183,20 @@ func WithLogger(l *slog.Logger) Option {
 // temporary directory. (The output itself is always built beside its destination.)
 func WithTempDir(dir string) Option {
 	return func(o *options) error { o.tmpDir = dir; return nil }
+}
+
+// WithJobs decompresses up to n layers at the same time, ahead of the one being applied
+// (see [layerapply.WithJobs]); layers are still applied in order. Downloads are bounded
+// apart, by the ocifetch.WithJobs of [WithFetchOptions]. The default is the number of CPUs
+// the process may use.
+func WithJobs(n int) Option {
+	return func(o *options) error {
+		if n < 1 || n > 64 {
+			return fmt.Errorf("jobs %d: want 1 to 64", n)
+		}
+		o.jobs = n
+		return nil
+	}
 }
 
 // WithLimits caps what the image may make the merge do; see [layerapply.Limits]. The
@@ -357,6 +372,9 @@ func run(ctx context.Context, ref string, o *options, newSink func(v1.Image) (la
 	}
 	if o.limits != nil {
 		applyOpts = append(applyOpts, layerapply.WithLimits(*o.limits))
+	}
+	if o.jobs > 0 {
+		applyOpts = append(applyOpts, layerapply.WithJobs(o.jobs))
 	}
 	warns := &warnings{o: o}
 	applyOpts = append(applyOpts, warns.applyOptions()...)

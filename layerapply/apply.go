@@ -79,31 +79,29 @@ func (m *Merger) Apply(ctx context.Context, img v1.Image) error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	spools := make([]*layerstream.Spool, len(layers))
-	defer func() {
-		cancel()
-		for _, s := range spools {
-			if s != nil {
-				s.Close()
-			}
-		}
-	}()
+	defer cancel()
+	popts := []layerstream.Option{layerstream.WithTempDir(a.opts.tmpDir), layerstream.WithLimit(a.opts.limits.Bytes, 0)}
+	if a.opts.jobs > 0 {
+		popts = append(popts, layerstream.WithJobs(a.opts.jobs))
+	}
+	if a.opts.memory >= 0 {
+		popts = append(popts, layerstream.WithMemory(a.opts.memory))
+	}
+	if a.opts.disk >= 0 {
+		popts = append(popts, layerstream.WithDisk(a.opts.disk))
+	}
+	pl, err := layerstream.NewPipeline(ctx, layers, diffIDs, popts...)
+	if err != nil {
+		return err
+	}
+	defer pl.Close()
 	a.ctx = ctx
-	for i, l := range layers {
+	for i := range layers {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		for j := i + 1; j <= i+a.opts.ahead && j < len(layers); j++ {
-			if spools[j] == nil {
-				spools[j] = layerstream.StartSpool(ctx, layers[j], diffIDs[j],
-					layerstream.WithTempDir(a.opts.tmpDir), layerstream.WithLimit(a.opts.limits.Bytes, 0))
-			}
-		}
-		err := a.applyLayer(m.layers, len(layers), l, diffIDs[i], spools[i])
+		err := a.applyLayer(m.layers, len(layers), pl, i)
 		a.fresh, a.freshIn = nil, nil // the next layer sees this one's leaves as lower
-		if spools[i] != nil {
-			spools[i].Close()
-		}
 		if err != nil {
 			return err
 		}
@@ -169,34 +167,22 @@ type applier struct {
 	sparse sparseBody // the body of the current sparse entry
 	segs   []Segment  // its segments, for the sink's Entry
 
-	dec     layerstream.Decoder // reused from layer to layer
-	out     Entry               // reused entry handed to the sink
-	created time.Time           // the image's creation time, for entries a RootFS makes
-	mtime   time.Time           // of implicit parent directories: the current entry's
+	out     Entry     // reused entry handed to the sink
+	created time.Time // the image's creation time, for entries a RootFS makes
+	mtime   time.Time // of implicit parent directories: the current entry's
 }
 
-func (a *applier) close() { a.dec.Close() }
+func (a *applier) close() {}
 
-// applyLayer applies one layer, read from its spool when it has one.
-func (a *applier) applyLayer(idx, count int, l v1.Layer, diffID v1.Hash, sp *layerstream.Spool) (err error) {
+// applyLayer applies layer i of the pipeline as the image's layer idx of count.
+func (a *applier) applyLayer(idx, count int, pl *layerstream.Pipeline, i int) (err error) {
 	a.startLayer(idx)
-	a.digest = fmt.Sprintf("%d", idx)
-	if d, derr := l.Digest(); derr == nil {
-		a.digest = d.String()
-	}
-	opts := []layerstream.Option{
+	a.digest = pl.Name(i)
+	st, err := pl.Open(a.ctx, i,
 		layerstream.WithLimit(a.opts.limits.Bytes, a.bytes),
-		layerstream.WithDecoder(&a.dec),
 		layerstream.WithProgress(a.opts.progress, progress.Event{
 			Phase: progress.PhaseApply, Layer: idx, Layers: count, Digest: a.digest,
-		}),
-	}
-	var st *layerstream.Stream
-	if sp != nil {
-		st, err = sp.Open(a.ctx, opts...)
-	} else {
-		st, err = layerstream.Open(a.ctx, l, diffID, opts...)
-	}
+		}))
 	if err != nil {
 		return err
 	}

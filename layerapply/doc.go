@@ -39,9 +39,10 @@
 // a path element over 255 bytes, are skipped. Each of these is reported through
 // [WithWarnings]; [WithStrict] makes the losses errors.
 //
-// Layers are applied strictly in order, but the next layer may be decompressed ahead, into
-// an unlinked temporary file verified against its DiffID (layerstream.StartSpool), while
-// the current one is applied ([WithDecompressAhead]), so two cores share the work.
+// Layers are applied strictly in order, but as many layers as there are cores are
+// decompressed at once, ahead of the one being applied, each verified against its DiffID
+// on a goroutine of its own, their bytes waiting in memory and then in unlinked temporary
+// files within a budget (layerstream.Pipeline; [WithJobs], [WithDecompressBuffer]).
 //
 // A [Merger] keeps the merged tree after Apply for changing the result before the sink is
 // finished: [Merger.RootFS] is the root-confined mutation API ([RootFS]: read, write,

@@ -198,7 +198,8 @@ func TestCancel(t *testing.T) {
 }
 
 // TestIntegrityErrorsAhead puts the bad blob in the second layer, which is decompressed
-// ahead into a temporary file while the first is applied: the errors must be the same.
+// ahead (in memory, or into a temporary file when the memory budget is 0) while the first
+// is applied: the errors must be the same.
 func TestIntegrityErrorsAhead(t *testing.T) {
 	first := tartest.Tar(tartest.File("first", "1"))
 	good := tartest.Tar(tartest.File("a", strings.Repeat("content ", 1000)))
@@ -216,14 +217,15 @@ func TestIntegrityErrorsAhead(t *testing.T) {
 		{"truncated plain tar", &rawLayer{blob: good[:700], diffID: hashOf(good[:700])}, "unexpected EOF", nil},
 	}
 	for _, tc := range cases {
-		for _, ahead := range []int{0, 1, 3} {
-			t.Run(fmt.Sprintf("%s/ahead=%d", tc.name, ahead), func(t *testing.T) {
+		for _, ahead := range []struct{ jobs, mem int }{{1, -1}, {2, -1}, {2, 0}, {4, 0}} {
+			t.Run(fmt.Sprintf("%s/jobs=%d,mem=%d", tc.name, ahead.jobs, ahead.mem), func(t *testing.T) {
 				img := imageOf(t, &rawLayer{blob: gz(first), diffID: hashOf(first)}, tc.layer)
 				tmp := t.TempDir()
 				var buf bytes.Buffer
 				s, _ := layerapply.NewTar(&buf, tmp)
 				defer s.Abort()
-				err := layerapply.Apply(context.Background(), s, img, layerapply.WithDecompressAhead(ahead), layerapply.WithTempDir(tmp))
+				err := layerapply.Apply(context.Background(), s, img, layerapply.WithJobs(ahead.jobs),
+					layerapply.WithDecompressBuffer(int64(ahead.mem), -1), layerapply.WithTempDir(tmp))
 				if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "sha256:") {
 					t.Fatalf("err = %v, want it to mention %q and the layer digest", err, tc.want)
 				}
@@ -238,8 +240,9 @@ func TestIntegrityErrorsAhead(t *testing.T) {
 	}
 }
 
-// TestDecompressAheadSameTree applies a many-layer image streaming and decompressing ahead:
-// the results must be identical.
+// TestDecompressAheadSameTree applies a many-layer image with one decoder and with several
+// decompressing ahead, in memory and spooled to temporary files: the results must be
+// identical.
 func TestDecompressAheadSameTree(t *testing.T) {
 	var tars [][]byte
 	for i := range 7 {
@@ -248,10 +251,14 @@ func TestDecompressAheadSameTree(t *testing.T) {
 	}
 	img := tartest.Image(tars...)
 	var outs [][]byte
-	for _, ahead := range []int{0, 1, 2, 8} {
+	for _, ahead := range []struct {
+		jobs      int
+		mem, disk int64
+	}{{1, -1, -1}, {2, -1, -1}, {2, 0, -1}, {8, 0, -1}, {8, 0, 0}, {3, 20000, 30000}} {
 		var buf bytes.Buffer
 		s, _ := layerapply.NewTar(&buf, t.TempDir())
-		if err := layerapply.Apply(context.Background(), s, img, layerapply.WithDecompressAhead(ahead)); err != nil {
+		if err := layerapply.Apply(context.Background(), s, img, layerapply.WithJobs(ahead.jobs),
+			layerapply.WithDecompressBuffer(ahead.mem, ahead.disk), layerapply.WithTempDir(t.TempDir())); err != nil {
 			t.Fatal(err)
 		}
 		s.Close()
@@ -262,7 +269,7 @@ func TestDecompressAheadSameTree(t *testing.T) {
 			t.Errorf("decompress-ahead run %d differs from streaming", i)
 		}
 	}
-	if err := layerapply.WithDecompressAhead(9)(nil); err == nil {
-		t.Error("decompress-ahead 9 accepted")
+	if err := layerapply.WithJobs(0)(nil); err == nil {
+		t.Error("jobs 0 accepted")
 	}
 }

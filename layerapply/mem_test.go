@@ -40,7 +40,7 @@ func BenchmarkMemoryPerEntry(b *testing.B) {
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		m, err := layerapply.NewMerger(layerapply.NewExt4(w), layerapply.WithDecompressAhead(0))
+		m, err := layerapply.NewMerger(layerapply.NewExt4(w), layerapply.WithJobs(1))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -45,7 +45,9 @@ type options struct {
 	progress progress.Func
 	layers   []v1.Layer
 	logger   *slog.Logger
-	ahead    int
+	jobs     int   // 0: layerstream's default
+	memory   int64 // -1: layerstream's default
+	disk     int64 // -1: layerstream's default
 	tmpDir   string
 	strict   bool
 	warn     func(Warning)
@@ -58,7 +60,8 @@ func makeOptions(opts []Option) (*options, error) {
 	o := &options{
 		limits: DefaultLimits(),
 		logger: slog.New(slog.DiscardHandler),
-		ahead:  1,
+		memory: -1,
+		disk:   -1,
 	}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
@@ -127,23 +130,35 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithDecompressAhead lets up to n layers be decompressed ahead of the one being applied,
-// each into an unlinked temporary file in [WithTempDir] that is verified against its DiffID
-// and removed once applied. On a machine with two or more cores this overlaps the
-// decompression of the next layer with the application of the current one. Layers are
-// applied strictly in order either way. The default is 1; 0 streams every layer straight
-// from its blob and uses no temporary space.
-func WithDecompressAhead(n int) Option {
+// WithJobs lets up to n layers be decompressed at the same time, ahead of the one being
+// applied, each verified against its DiffID on a goroutine of its own (see
+// [layerstream.Pipeline]); their bytes wait in memory, then in unlinked temporary files in
+// [WithTempDir], within the budgets of [WithDecompressBuffer]. Layers are applied strictly
+// in order either way; 1 decompresses only the layer being applied, on a core of its own.
+// The default is the number of CPUs the process may use ([layerstream.DefaultJobs]).
+func WithJobs(n int) Option {
 	return func(o *options) error {
-		if n < 0 || n > 8 {
-			return fmt.Errorf("layerapply: decompress-ahead %d out of range [0, 8]", n)
+		if n < 1 || n > 64 {
+			return fmt.Errorf("layerapply: jobs %d out of range [1, 64]", n)
 		}
-		o.ahead = n
+		o.jobs = n
 		return nil
 	}
 }
 
-// WithTempDir puts the files of [WithDecompressAhead] in dir. The default is the system's
+// WithDecompressBuffer caps the uncompressed bytes of layers decompressed ahead of the
+// one being applied: memory bytes in memory, then disk bytes in temporary files. A
+// negative value keeps the default: [layerstream.DefaultMemory] in memory, and on disk
+// half the space available in the temporary directory with more than one job, none with
+// one.
+func WithDecompressBuffer(memory, disk int64) Option {
+	return func(o *options) error {
+		o.memory, o.disk = max(memory, -1), max(disk, -1)
+		return nil
+	}
+}
+
+// WithTempDir puts the files of [WithJobs] in dir. The default is the system's
 // temporary directory.
 func WithTempDir(dir string) Option {
 	return func(o *options) error { o.tmpDir = dir; return nil }

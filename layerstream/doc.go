@@ -6,9 +6,11 @@
 // [CheckMediaType]), decompresses it a few MiB ahead of the reader in a goroutine of its
 // own ([WithReadAhead]), hashes the uncompressed bytes, and at their end drains the
 // compressed blob and checks the hash against the layer's DiffID: a [Stream] returns
-// io.EOF only for content that matches, a [*DiffIDError] otherwise. [StartSpool] does the
-// same ahead of time into an unlinked temporary file, so that the next layer decompresses
-// while the current one is applied. Every stream honours its context, caps the
+// io.EOF only for content that matches, a [*DiffIDError] otherwise. A [Pipeline] does the
+// same for all the layers of an image at once, read in order while they decode: as many
+// decoders as there are cores, each with the DiffID hashed on a goroutine of its own, the
+// bytes waiting in memory and then in unlinked temporary files within a budget
+// ([WithJobs], [WithMemory], [WithDisk]). Every stream honours its context, caps the
 // uncompressed bytes ([WithLimit], a [*LimitError] beyond), and reports progress in
 // uncompressed bytes ([WithProgress]).
 //

@@ -23,13 +23,16 @@ type options struct {
 	ahead    int
 	decoder  *Decoder
 	tmpDir   string
+	jobs     int   // Pipeline decoders
+	memory   int64 // Pipeline memory budget
+	disk     int64 // Pipeline disk budget; -1 for the default
 }
 
 // Option configures [Open] and [StartSpool].
 type Option func(*options) error
 
 func makeOptions(opts []Option) (*options, error) {
-	o := &options{limit: 1 << 40, ahead: 4}
+	o := &options{limit: 1 << 40, ahead: 4, jobs: DefaultJobs(), memory: DefaultMemory, disk: -1}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
 			return nil, err

@@ -43,18 +43,47 @@ func layerTar(t *testing.T) []byte {
 	return tartest.Tar(tartest.File("big", string(bytes.Repeat([]byte("0123456789abcdef"), 300_000))), tartest.File("small", "x"))
 }
 
-// read reads a stream the two ways a layer can be read: straight, and spooled ahead.
-func read(t *testing.T, spooled bool, l v1.Layer, diffID v1.Hash, opts ...layerstream.Option) ([]byte, error) {
+// The ways a layer can be read.
+const (
+	direct   = "direct"   // Open
+	pipeline = "pipeline" // a Pipeline, as the first layer
+	spooled  = "spooled"  // a Pipeline with no memory budget, as the second layer, read once decoded
+)
+
+var modes = []string{direct, pipeline, spooled}
+
+// read reads a layer in one of the modes.
+func read(t *testing.T, mode string, l v1.Layer, diffID v1.Hash, opts ...layerstream.Option) (b []byte, err error) {
 	t.Helper()
 	ctx := context.Background()
 	var st *layerstream.Stream
-	var err error
-	if spooled {
-		sp := layerstream.StartSpool(ctx, l, diffID, layerstream.WithTempDir(t.TempDir()))
-		defer sp.Close()
-		st, err = sp.Open(ctx, opts...)
-	} else {
+	switch mode {
+	case direct:
 		st, err = layerstream.Open(ctx, l, diffID, opts...)
+	case pipeline:
+		p, perr := layerstream.NewPipeline(ctx, []v1.Layer{l}, []v1.Hash{diffID}, layerstream.WithTempDir(t.TempDir()))
+		if perr != nil {
+			t.Fatal(perr)
+		}
+		defer p.Close()
+		st, err = p.Open(ctx, 0, opts...)
+	case spooled:
+		first := static.NewLayer(gz(nil), types.OCILayer)
+		p, perr := layerstream.NewPipeline(ctx, []v1.Layer{first, l}, []v1.Hash{hashOf(nil), diffID},
+			layerstream.WithTempDir(t.TempDir()), layerstream.WithMemory(0), layerstream.WithJobs(2), layerstream.WithDisk(1<<30))
+		if perr != nil {
+			t.Fatal(perr)
+		}
+		defer p.Close()
+		n, _ := layerstream.WaitDecoded(p, 1)
+		st, err = p.Open(ctx, 1, opts...)
+		if err == nil {
+			defer func() {
+				if n == 0 && err == nil {
+					t.Errorf("a verified layer, but nothing spooled to disk")
+				}
+			}()
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -85,15 +114,11 @@ func TestStream(t *testing.T) {
 		{"trailing bytes after the gzip stream are hashed", gz(append(append([]byte{}, plain...), "junk"...)), types.OCILayer, good, layerstream.ErrDiffIDMismatch},
 		{"bzip2 media type", plain, "application/vnd.oci.image.layer.v1.tar+bzip2", good, layerstream.ErrUnsupportedCompression},
 	} {
-		for _, spooled := range []bool{false, true} {
-			name := tc.name
-			if spooled {
-				name += "/spooled"
-			}
-			t.Run(name, func(t *testing.T) {
+		for _, mode := range modes {
+			t.Run(tc.name+"/"+mode, func(t *testing.T) {
 				l := static.NewLayer(tc.blob, tc.mt)
 				var events []progress.Event
-				got, err := read(t, spooled, l, tc.diffID, layerstream.WithProgress(func(ev progress.Event) { events = append(events, ev) }, progress.Event{Phase: progress.PhaseApply, Layer: 7}))
+				got, err := read(t, mode, l, tc.diffID, layerstream.WithProgress(func(ev progress.Event) { events = append(events, ev) }, progress.Event{Phase: progress.PhaseApply, Layer: 7}))
 				if tc.wantErr != nil {
 					if !errors.Is(err, tc.wantErr) {
 						t.Fatalf("err = %v, want %v", err, tc.wantErr)
@@ -113,7 +138,8 @@ func TestStream(t *testing.T) {
 					t.Errorf("last event %+v, want complete with Done = Total = %d", last, len(plain))
 				}
 				for _, ev := range events[:len(events)-1] {
-					if ev.Complete || (spooled && ev.Total != int64(len(plain))) || (!spooled && ev.Total != -1) {
+					if ev.Complete || (mode == spooled && ev.Total != int64(len(plain))) || (mode == direct && ev.Total != -1) ||
+						(ev.Total != -1 && ev.Total != int64(len(plain))) {
 						t.Errorf("intermediate event %+v", ev)
 					}
 				}
@@ -124,16 +150,16 @@ func TestStream(t *testing.T) {
 
 func TestStreamLimit(t *testing.T) {
 	plain := layerTar(t)
-	for _, spooled := range []bool{false, true} {
+	for _, mode := range modes {
 		l := static.NewLayer(gz(plain), types.OCILayer)
 		// The budget spans layers: what earlier layers used counts against it.
-		_, err := read(t, spooled, l, hashOf(plain), layerstream.WithLimit(int64(len(plain))+100, 200))
+		_, err := read(t, mode, l, hashOf(plain), layerstream.WithLimit(int64(len(plain))+100, 200))
 		var le *layerstream.LimitError
 		if !errors.Is(err, layerstream.ErrLimit) || !errors.As(err, &le) || le.Limit != int64(len(plain))+100 {
-			t.Errorf("spooled=%v: err = %v, want a LimitError", spooled, err)
+			t.Errorf("%s: err = %v, want a LimitError", mode, err)
 		}
-		if _, err := read(t, spooled, l, hashOf(plain), layerstream.WithLimit(int64(len(plain))+100, 100)); err != nil {
-			t.Errorf("spooled=%v: exactly at the limit: %v", spooled, err)
+		if _, err := read(t, mode, l, hashOf(plain), layerstream.WithLimit(int64(len(plain))+100, 100)); err != nil {
+			t.Errorf("%s: exactly at the limit: %v", mode, err)
 		}
 	}
 }
@@ -155,13 +181,21 @@ func TestStreamCancel(t *testing.T) {
 		t.Errorf("read after cancel: %v, want context.Canceled", err)
 	}
 
-	// A spool stops with its context, and Open gives up when its own ends.
+	// A pipeline stops with its context: its stream fails with the context's error.
 	ctx, cancel = context.WithCancel(context.Background())
-	sp := layerstream.StartSpool(ctx, l, hashOf(plain), layerstream.WithTempDir(t.TempDir()))
+	p, err := layerstream.NewPipeline(ctx, []v1.Layer{l}, []v1.Hash{hashOf(plain)}, layerstream.WithTempDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
 	cancel()
-	defer sp.Close()
-	if _, err := sp.Open(context.Background()); err != nil && !errors.Is(err, context.Canceled) {
-		t.Errorf("open a cancelled spool: %v", err)
+	st, err = p.Open(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := io.Copy(io.Discard, st); !errors.Is(err, context.Canceled) {
+		t.Errorf("read a cancelled pipeline: %v, want context.Canceled", err)
 	}
 }
 

@@ -121,7 +121,7 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.BoolVar(&c.passwordStdin, "password-stdin", false, "read the registry password from standard input")
 	fs.BoolVar(&c.insecure, "insecure", false, "allow plain HTTP and unverified TLS for non-loopback registries")
 	fs.StringVar(&c.registryCA, "registry-ca", "", "PEM `FILE` with extra CA certificates for the registry")
-	fs.IntVar(&c.jobs, "jobs", 4, "layer blobs to download in parallel")
+	fs.IntVar(&c.jobs, "jobs", 0, "layers to download and to decompress in parallel `N`, 1 to 64 (default: 4 downloads, decompression on every core)")
 	fs.IntVar(&c.retries, "retries", ocifetch.DefaultRetries, "retry a failed registry request up to `N` times in a row (0 to 100)")
 	fs.DurationVar(&c.retryMaxTime, "retry-max-time", ocifetch.DefaultRetryMaxTime, "give up on a registry request that keeps failing for longer than `DURATION`")
 	addLimitFlags(fs, &c.limits)
@@ -172,7 +172,7 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	if c.username != "" && !c.passwordStdin {
 		return nil, usageError{errors.New("--username needs --password-stdin (passwords are never taken from the command line)")}
 	}
-	if c.jobs < 1 || c.jobs > 64 {
+	if fs.Changed("jobs") && (c.jobs < 1 || c.jobs > 64) {
 		return nil, usageError{fmt.Errorf("--jobs %d: want 1 to 64", c.jobs)}
 	}
 	if err := checkLimits(c.limits); err != nil {
@@ -258,10 +258,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stdout, versionText())
 		return exitOK
 	}
-	fetch := []ocifetch.Option{ocifetch.WithJobs(c.jobs), ocifetch.WithInsecure(c.insecure), ocifetch.WithAllowPlatformMismatch(c.allowMismatch),
+	fetch := []ocifetch.Option{ocifetch.WithInsecure(c.insecure), ocifetch.WithAllowPlatformMismatch(c.allowMismatch),
 		ocifetch.WithRetries(c.retries), ocifetch.WithRetryMaxTime(c.retryMaxTime)}
 	if c.platform.p != nil {
 		fetch = append(fetch, ocifetch.WithPlatform(*c.platform.p))
+	}
+	if c.jobs > 0 {
+		fetch = append(fetch, ocifetch.WithJobs(c.jobs))
 	}
 	if c.registryCA != "" {
 		fetch = append(fetch, ocifetch.WithRegistryCA(c.registryCA))
@@ -310,6 +313,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	opts := []img2ext4.Option{img2ext4.WithFormat(img2ext4.Format(c.format)), img2ext4.WithFetchOptions(fetch...), img2ext4.WithTempDir(c.tmpDir),
 		img2ext4.WithExporter(exporter.Mode(c.exporter)),
 		img2ext4.WithStrict(c.strict), img2ext4.WithLimits(c.limits)}
+	if c.jobs > 0 {
+		opts = append(opts, img2ext4.WithJobs(c.jobs))
+	}
 	if c.configOut != "" {
 		opts = append(opts, img2ext4.WithLaunchConfig(c.configOut))
 	}

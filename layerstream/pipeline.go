@@ -1,0 +1,575 @@
+package layerstream
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/img2ext4/img2ext4/progress"
+)
+
+const (
+	// chunkSize is the unit in which a Pipeline buffers and spools uncompressed bytes.
+	chunkSize = 1 << 20
+	// headBacklog is how far, in bytes, the decoder of the layer being read may run ahead
+	// of its reader when the memory budget is spent: it never waits for other layers, only
+	// for its own reader.
+	headBacklog = 8 * chunkSize
+	// DefaultMemory is the default of [WithMemory].
+	DefaultMemory = 64 << 20
+)
+
+// DefaultJobs returns the default of [WithJobs]: the number of CPUs the process may use
+// at once (GOMAXPROCS), which follows the CPU affinity the process was started with.
+func DefaultJobs() int { return runtime.GOMAXPROCS(0) }
+
+// WithJobs lets a [Pipeline] decompress up to n layers at the same time, each in a
+// goroutine of its own with the DiffID hashed on another, so that the layers of an image
+// keep n cores busy while they are read in order. The default is [DefaultJobs].
+func WithJobs(n int) Option {
+	return func(o *options) error {
+		if n < 1 || n > 64 {
+			return fmt.Errorf("layerstream: jobs %d out of range [1, 64]", n)
+		}
+		o.jobs = n
+		return nil
+	}
+}
+
+// WithMemory caps the uncompressed bytes a [Pipeline] holds in memory for layers decoded
+// ahead of their reader; beyond it they go to a temporary file ([WithDisk]). The layer
+// being read may run a few MiB past the cap, so that it never waits on the others. The
+// default is [DefaultMemory].
+func WithMemory(n int64) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return fmt.Errorf("layerstream: memory budget %d is negative", n)
+		}
+		o.memory = n
+		return nil
+	}
+}
+
+// WithDisk caps the uncompressed bytes a [Pipeline] writes to temporary files in
+// [WithTempDir] once the memory budget is spent; a decoder that finds both spent waits for
+// the reader. The default is half the space available in the temporary directory when
+// more than one job runs, and 0 with one job (a single core gains nothing from decoding
+// to disk ahead of the reader).
+func WithDisk(n int64) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return fmt.Errorf("layerstream: disk budget %d is negative", n)
+		}
+		o.disk = n
+		return nil
+	}
+}
+
+// Pipeline decompresses the layers of an image ahead of their reader: up to [WithJobs]
+// layers at a time, in layer order, each verified against its DiffID on a goroutine of its
+// own. Uncompressed bytes wait in memory up to [WithMemory], then in an unlinked temporary
+// file per layer up to [WithDisk], then the decoders wait for the reader. The layers are
+// read in order through [Pipeline.Open]; a layer's bytes can be read while it is still
+// being decompressed. Close the Pipeline when done; its methods are not safe for
+// concurrent use, but the Pipeline works alongside its reader.
+type Pipeline struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	o      *options
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	layers  []*pipeLayer
+	next    int // the next layer a worker takes
+	head    int // the layer being read
+	mem     int64
+	disk    int64
+	peakMem int64     // the most mem has been, for tests
+	free    []*[]byte // chunks to reuse
+	dead    bool      // cancelled or closed
+}
+
+// pipeLayer is the state of one layer in a Pipeline, guarded by Pipeline.mu.
+type pipeLayer struct {
+	l      v1.Layer
+	diffID v1.Hash
+	name   string
+
+	segs    []segment // uncompressed bytes not read yet, in order
+	memHeld int64     // bytes of segs in memory
+	size    int64     // bytes decoded so far
+	done    bool      // decoding ended, with err
+	err     error     // nil: all bytes verified
+	f       *os.File  // the spool file, once needed
+	fsize   int64     // bytes written to f
+	closed  bool      // the reader is done with the layer
+}
+
+// segment is a run of uncompressed bytes: a chunk in memory, or a range of the spool file.
+type segment struct {
+	b   *[]byte
+	n   int
+	off int64
+}
+
+// NewPipeline starts decompressing layers, whose DiffIDs are diffIDs, in the background.
+// [WithLimit] caps each layer's uncompressed size on its own (a reader's own limit is
+// checked by [Pipeline.Open]); [WithProgress], [WithDecoder] and [WithReadAhead] are
+// ignored. The caller must call [Pipeline.Close].
+func NewPipeline(ctx context.Context, layers []v1.Layer, diffIDs []v1.Hash, opts ...Option) (*Pipeline, error) {
+	if len(layers) != len(diffIDs) {
+		return nil, fmt.Errorf("layerstream: %d layers but %d diff_ids", len(layers), len(diffIDs))
+	}
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if o.disk < 0 {
+		o.disk = 0
+		if o.jobs > 1 {
+			o.disk = freeSpace(o.tmpDir) / 2
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	p := &Pipeline{ctx: ctx, cancel: cancel, o: o}
+	p.cond = sync.NewCond(&p.mu)
+	for i, l := range layers {
+		name := layerName(l)
+		if name == "?" {
+			name = strconv.Itoa(i)
+		}
+		p.layers = append(p.layers, &pipeLayer{l: l, diffID: diffIDs[i], name: name})
+	}
+	stop := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		p.dead = true
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	})
+	n := min(o.jobs, len(layers))
+	p.wg.Add(n)
+	for range n {
+		go p.worker()
+	}
+	go func() { p.wg.Wait(); stop() }()
+	return p, nil
+}
+
+// freeSpace returns the bytes available to this process in dir (the system's temporary
+// directory when dir is empty), or 0 when it cannot tell.
+func freeSpace(dir string) int64 {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0
+	}
+	return int64(st.Bavail) * st.Bsize
+}
+
+// worker decompresses one layer after another, in order, with a decoder it reuses.
+func (p *Pipeline) worker() {
+	defer p.wg.Done()
+	var dec Decoder
+	defer dec.Close()
+	br := bufio.NewReaderSize(nil, 64<<10)
+	for {
+		p.mu.Lock()
+		i := p.next
+		if p.dead || i >= len(p.layers) {
+			p.mu.Unlock()
+			return
+		}
+		p.next++
+		p.mu.Unlock()
+		err := p.decode(i, &dec, br)
+		p.mu.Lock()
+		pl := p.layers[i]
+		pl.done, pl.err = true, err
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	}
+}
+
+// decode decompresses layer i into its segments and verifies it.
+func (p *Pipeline) decode(i int, dec *Decoder, br *bufio.Reader) error {
+	pl := p.layers[i]
+	if mt, err := pl.l.MediaType(); err == nil {
+		if err := CheckMediaType(mt); err != nil {
+			return fmt.Errorf("layer %s: %w", pl.name, err)
+		}
+	}
+	rc, err := pl.l.Compressed()
+	if err != nil {
+		return fmt.Errorf("open layer %s: %w", pl.name, err)
+	}
+	defer rc.Close()
+	br.Reset(ContextReader(p.ctx, rc))
+	r, _, err := dec.Reset(br)
+	if err != nil {
+		return fmt.Errorf("decompress layer %s: %w", pl.name, err)
+	}
+
+	// The hasher hashes each chunk and hands it to the reader, on a goroutine of its own.
+	chunks := make(chan segment, 2)
+	hres := make(chan error, 1)
+	go func() {
+		h := sha256.New()
+		var err error
+		for c := range chunks {
+			if err == nil {
+				h.Write((*c.b)[:c.n])
+				err = p.publish(i, c)
+			}
+			if err != nil {
+				p.put(c.b)
+			}
+		}
+		if err == nil {
+			err = p.verify(pl, h)
+		}
+		hres <- err
+	}()
+	err = p.fill(pl, r, chunks)
+	close(chunks)
+	herr := <-hres
+	if err != nil {
+		return err
+	}
+	if herr != nil {
+		return herr
+	}
+	// Drain the compressed blob too, so that a verifying reader below sees its end.
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return fmt.Errorf("layer %s: %w", pl.name, err)
+	}
+	return nil
+}
+
+// fill reads the uncompressed stream r in chunks and sends them to the hasher.
+func (p *Pipeline) fill(pl *pipeLayer, r io.Reader, chunks chan<- segment) error {
+	var n int64
+	for {
+		b := p.get()
+		m, err := readFull(r, *b)
+		n += int64(m)
+		if m > 0 {
+			chunks <- segment{b: b, n: m}
+		} else {
+			p.put(b)
+		}
+		if n > p.o.limit {
+			return &LimitError{What: "uncompressed bytes", Limit: p.o.limit}
+		}
+		switch err {
+		case nil:
+		case io.EOF:
+			return nil
+		default:
+			if cerr := p.ctx.Err(); cerr != nil {
+				return cerr
+			}
+			return fmt.Errorf("layer %s: %w", pl.name, err)
+		}
+	}
+}
+
+// readFull reads r until b is full or r fails, and returns r's error as it is: unlike
+// io.ReadFull, a decoder's io.ErrUnexpectedEOF (a truncated blob) stays distinct from the
+// end of the stream.
+func readFull(r io.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := r.Read(b[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// verify compares the hash of the whole layer with its DiffID.
+func (p *Pipeline) verify(pl *pipeLayer, h hash.Hash) error {
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != pl.diffID.String() {
+		return &DiffIDError{Layer: pl.name, Want: pl.diffID.String(), Got: got}
+	}
+	return nil
+}
+
+// publish appends chunk c to layer i: in memory while the budget allows (or the layer is
+// being read and its reader is near), in the layer's spool file while the disk budget
+// allows, and otherwise once the reader has freed some of either.
+func (p *Pipeline) publish(i int, c segment) error {
+	pl := p.layers[i]
+	n := int64(c.n)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		switch {
+		case p.dead || pl.closed:
+			if err := p.ctx.Err(); err != nil {
+				return err
+			}
+			return errors.New("layerstream: layer closed")
+		case p.mem+n <= p.o.memory || (i == p.head && pl.memHeld < headBacklog):
+			p.mem += n
+			p.peakMem = max(p.peakMem, p.mem)
+			pl.memHeld += n
+			pl.size += n
+			pl.segs = append(pl.segs, c)
+			p.cond.Broadcast()
+			return nil
+		case i != p.head && p.disk+n <= p.o.disk:
+			p.disk += n
+			if pl.f == nil {
+				f, err := p.spoolFile(pl)
+				if err != nil {
+					return err
+				}
+				pl.f = f
+			}
+			off := pl.fsize
+			pl.fsize += n
+			f := pl.f
+			// Only this goroutine writes f; the reader reads what segs lists.
+			p.mu.Unlock()
+			_, err := f.WriteAt((*c.b)[:c.n], off)
+			p.mu.Lock()
+			if err != nil {
+				return fmt.Errorf("spool layer %s: %w", pl.name, err)
+			}
+			if pl.closed {
+				return errors.New("layerstream: layer closed")
+			}
+			p.putLocked(c.b)
+			pl.size += n
+			pl.segs = append(pl.segs, segment{n: c.n, off: off})
+			p.cond.Broadcast()
+			return nil
+		}
+		p.cond.Wait()
+	}
+}
+
+// spoolFile creates the unlinked temporary file of a layer.
+func (p *Pipeline) spoolFile(pl *pipeLayer) (*os.File, error) {
+	f, err := os.CreateTemp(p.o.tmpDir, "img2ext4-layer-*")
+	if err != nil {
+		return nil, fmt.Errorf("spool layer %s: %w", pl.name, err)
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("spool layer %s: %w", pl.name, err)
+	}
+	return f, nil
+}
+
+// get returns a chunk buffer.
+func (p *Pipeline) get() *[]byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if k := len(p.free); k > 0 {
+		b := p.free[k-1]
+		p.free = p.free[:k-1]
+		return b
+	}
+	b := make([]byte, chunkSize)
+	return &b
+}
+
+// put returns a chunk buffer for reuse.
+func (p *Pipeline) put(b *[]byte) {
+	p.mu.Lock()
+	p.putLocked(b)
+	p.mu.Unlock()
+}
+
+func (p *Pipeline) putLocked(b *[]byte) {
+	*b = (*b)[:cap(*b)]
+	if len(p.free) < 4*p.o.jobs+8 {
+		p.free = append(p.free, b)
+	}
+}
+
+// Open returns the verified uncompressed stream of layer i, which is read while it is
+// still being decompressed: its Read returns io.EOF only once the whole layer matched its
+// DiffID, an error otherwise, after the bytes that preceded it. Layers are opened in
+// order, each closed before the next is opened. [WithLimit] applies to the stream as to
+// one of its own, [WithProgress] reports it; the other options are ignored.
+func (p *Pipeline) Open(ctx context.Context, i int, opts ...Option) (*Stream, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if i < 0 || i >= len(p.layers) {
+		return nil, fmt.Errorf("layerstream: layer %d of %d", i, len(p.layers))
+	}
+	p.mu.Lock()
+	p.head = i
+	pl := p.layers[i]
+	total := int64(-1)
+	if pl.done && pl.err == nil {
+		total = pl.size
+	}
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	ev := o.event
+	ev.Total = total
+	pr := &pipeReader{p: p, pl: pl, ctx: ctx, limit: o.limit, used: o.used}
+	return &Stream{r: pr, blob: pr, layer: pl.name, meter: progress.NewMeter(o.progress, ev, time.Now())}, nil
+}
+
+// Name returns layer i's digest, for messages, or its index when it has none.
+func (p *Pipeline) Name(i int) string { return p.layers[i].name }
+
+// Close stops the decoders, waits for them and removes the spool files.
+func (p *Pipeline) Close() {
+	p.cancel()
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pl := range p.layers {
+		p.release(pl)
+	}
+	p.free = nil
+}
+
+// release frees what a layer holds; p.mu is held.
+func (p *Pipeline) release(pl *pipeLayer) {
+	pl.closed = true
+	for _, s := range pl.segs {
+		if s.b != nil {
+			p.mem -= int64(s.n)
+			pl.memHeld -= int64(s.n)
+			p.putLocked(s.b)
+		}
+	}
+	pl.segs = nil
+	if pl.f != nil {
+		pl.f.Close()
+		pl.f = nil
+		p.disk -= pl.fsize
+		pl.fsize = 0
+	}
+	p.cond.Broadcast()
+}
+
+// pipeReader reads one layer of a Pipeline.
+type pipeReader struct {
+	p     *Pipeline
+	pl    *pipeLayer
+	ctx   context.Context
+	limit int64
+	used  int64
+	n     int64
+
+	cur  []byte
+	held *[]byte // the chunk cur is in, with the memory it holds (mem) or not
+	mem  bool
+	buf  *[]byte // for reading file segments
+}
+
+func (r *pipeReader) Read(b []byte) (int, error) {
+	for len(r.cur) == 0 {
+		if err := r.next(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(b, r.cur)
+	r.cur = r.cur[n:]
+	r.n += int64(n)
+	if r.used+r.n > r.limit {
+		return n, &LimitError{What: "uncompressed bytes", Limit: r.limit}
+	}
+	return n, nil
+}
+
+// next makes the next segment current, waiting for it when needed.
+func (r *pipeReader) next() error {
+	if err := r.ctx.Err(); err != nil {
+		return err
+	}
+	if err := r.p.ctx.Err(); err != nil {
+		return err
+	}
+	p, pl := r.p, r.pl
+	p.mu.Lock()
+	if r.held != nil && r.mem {
+		p.mem -= int64(len(*r.held))
+		pl.memHeld -= int64(len(*r.held))
+		p.putLocked(r.held)
+		p.cond.Broadcast()
+	}
+	r.held = nil
+	for len(pl.segs) == 0 && !pl.done && !p.dead {
+		p.cond.Wait()
+	}
+	if len(pl.segs) == 0 {
+		err := pl.err
+		if !pl.done {
+			err = p.ctx.Err()
+			if err == nil {
+				err = errors.New("layerstream: layer closed")
+			}
+		}
+		p.mu.Unlock()
+		if err == nil {
+			err = io.EOF
+		}
+		return err
+	}
+	s := pl.segs[0]
+	pl.segs = pl.segs[1:]
+	f := pl.f
+	p.mu.Unlock()
+	if s.b != nil {
+		// The chunk's memory is given back once it is read; its length is what was counted.
+		*s.b = (*s.b)[:s.n]
+		r.held, r.mem, r.cur = s.b, true, *s.b
+		return nil
+	}
+	if r.buf == nil {
+		r.buf = p.get()
+	}
+	b := (*r.buf)[:s.n]
+	if _, err := f.ReadAt(b, s.off); err != nil {
+		return fmt.Errorf("read spooled layer %s: %w", pl.name, err)
+	}
+	r.cur = b
+	return nil
+}
+
+// Close releases the layer.
+func (r *pipeReader) Close() error {
+	p := r.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r.held != nil && r.mem {
+		p.mem -= int64(len(*r.held))
+		r.pl.memHeld -= int64(len(*r.held))
+		p.putLocked(r.held)
+	}
+	r.held = nil
+	if r.buf != nil {
+		p.putLocked(r.buf)
+		r.buf = nil
+	}
+	p.release(r.pl)
+	return nil
+}
