@@ -11,3 +11,10 @@ func WaitDecoded(p *Pipeline, i int) (spooled, peakMem int64) {
 	}
 	return pl.fsize, p.peakMem
 }
+
+// Mapped returns how many chunks p has mapped and not unmapped.
+func Mapped(p *Pipeline) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mapped
+}

@@ -29,7 +29,7 @@ const (
 	// for its own reader.
 	headBacklog = 8 * chunkSize
 	// DefaultMemory is the default of [WithMemory].
-	DefaultMemory = 64 << 20
+	DefaultMemory = 48 << 20
 )
 
 // DefaultJobs returns the default of [WithJobs]: the number of CPUs the process may use
@@ -100,6 +100,7 @@ type Pipeline struct {
 	disk    int64
 	peakMem int64     // the most mem has been, for tests
 	free    []*[]byte // chunks to reuse
+	mapped  int       // chunks mapped and not unmapped yet
 	dead    bool      // cancelled or closed
 }
 
@@ -380,7 +381,10 @@ func (p *Pipeline) spoolFile(pl *pipeLayer) (*os.File, error) {
 	return f, nil
 }
 
-// get returns a chunk buffer.
+// get returns a chunk buffer. Chunks are mapped outside the Go heap and reused until
+// Close: buffered layer bytes do not raise the garbage collector's heap goal, so the
+// process holds the budget, not twice it. How many exist at once is bounded by the
+// budgets, the decoders' chunks in flight and the reader's.
 func (p *Pipeline) get() *[]byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -389,7 +393,12 @@ func (p *Pipeline) get() *[]byte {
 		p.free = p.free[:k-1]
 		return b
 	}
-	b := make([]byte, chunkSize)
+	b, err := unix.Mmap(-1, 0, chunkSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		b = make([]byte, chunkSize)
+	} else {
+		p.mapped++
+	}
 	return &b
 }
 
@@ -402,9 +411,7 @@ func (p *Pipeline) put(b *[]byte) {
 
 func (p *Pipeline) putLocked(b *[]byte) {
 	*b = (*b)[:cap(*b)]
-	if len(p.free) < 4*p.o.jobs+8 {
-		p.free = append(p.free, b)
-	}
+	p.free = append(p.free, b)
 }
 
 // Open returns the verified uncompressed stream of layer i, which is read while it is
@@ -446,6 +453,13 @@ func (p *Pipeline) Close() {
 	defer p.mu.Unlock()
 	for _, pl := range p.layers {
 		p.release(pl)
+	}
+	// Only chunks given back are unmapped: one a reader still holds (a Stream not
+	// closed) stays mapped rather than vanish under it.
+	for _, b := range p.free {
+		if unix.Munmap(*b) == nil {
+			p.mapped--
+		}
 	}
 	p.free = nil
 }

@@ -76,8 +76,12 @@ func TestPipelineBudgets(t *testing.T) {
 			if _, peak := layerstream.WaitDecoded(p, len(layers)-1); peak > tc.memory+headBacklog+1<<20 {
 				t.Errorf("held %d bytes in memory, budget %d", peak, tc.memory)
 			}
+			p.Close()
 			if left, _ := os.ReadDir(tmp); len(left) != 0 {
 				t.Errorf("files left in the temporary directory: %v", left)
+			}
+			if n := layerstream.Mapped(p); n != 0 {
+				t.Errorf("%d chunks still mapped after Close", n)
 			}
 		})
 	}
