@@ -1,11 +1,14 @@
 // Command floor is the lower bound of any registry-to-filesystem converter: it fetches
 // every layer blob of an image, verifying its digest as go-containerregistry does, and
-// gunzips it to nothing, with the layers fetched in parallel as img2ext4 does.
+// decompresses it (gzip or zstd, told from its first bytes, each with one goroutine) to
+// nothing, with the layers fetched in parallel as img2ext4 does.
 //
 //	floor [-jobs 4] 127.0.0.1:5077/bench:latest
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -16,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -55,19 +59,28 @@ func run(ctx context.Context, ref string, jobs int) error {
 				return err
 			}
 			defer rc.Close()
-			zr, err := gzip.NewReader(rc)
-			if err != nil {
-				return err
+			br := bufio.NewReaderSize(rc, 64<<10)
+			var zr io.Reader
+			if head, _ := br.Peek(4); bytes.Equal(head, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+				zd, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30))
+				if err != nil {
+					return err
+				}
+				defer zd.Close()
+				zr = zd
+			} else {
+				gz, err := gzip.NewReader(br)
+				if err != nil {
+					return err
+				}
+				zr = gz
 			}
 			n, err := io.Copy(io.Discard, zr)
 			if err != nil {
 				return err
 			}
-			if err := zr.Close(); err != nil {
-				return err
-			}
-			// Drain what follows the gzip stream so the digest is checked.
-			if _, err := io.Copy(io.Discard, rc); err != nil {
+			// Drain what follows the compressed stream so the digest is checked.
+			if _, err := io.Copy(io.Discard, br); err != nil {
 				return err
 			}
 			total.Add(n)

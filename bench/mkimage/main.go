@@ -1,7 +1,12 @@
 // Command mkimage turns prepared root-filesystem directories into a multi-layer OCI image
-// layout, one gzip layer per directory, for the end-to-end benchmarks.
+// layout, one gzip (or zstd) layer per directory, for the end-to-end benchmarks.
 //
-//	mkimage -out DIR -tag NAME -layer DIR[,whiteouts=FILE] ... [-summary FILE]
+//	mkimage -out DIR -tag NAME [-compression gzip|zstd] -layer DIR[,whiteouts=FILE] ... [-summary FILE]
+//
+// A layer "gen:zeros=SIZE" is generated instead of read: one file of SIZE bytes, zeros
+// stored dense but for 4 KiB of random bytes every 64 MiB; "gen:random=SIZE" one file of
+// random bytes; "gen:dir=N" one directory of N empty files (SIZE in bytes, or with a K, M
+// or G suffix). The random bytes come from a fixed seed.
 //
 // Each layer directory is written as a tar in byte order of names, without a "./" prefix,
 // with hard links kept (by device and inode), numeric owners, second-resolution
@@ -23,10 +28,12 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -38,6 +45,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
@@ -86,6 +94,9 @@ type summary struct {
 	Manifest     string      `json:"manifest_digest"`
 }
 
+// compression is the -compression flag.
+var compression = "gzip"
+
 // created is the fixed creation time written in the config, so the image digest depends
 // only on the trees.
 var created = time.Date(2025, 5, 20, 0, 0, 0, 0, time.UTC)
@@ -98,6 +109,7 @@ func main() {
 		blobs   = flag.String("blobs", "", "directory for the compressed layers (default OUT.blobs)")
 		sumFile = flag.String("summary", "", "write a JSON summary of the layers here")
 		jobs    = flag.Int("jobs", 2, "layers to compress in parallel")
+		comp    = flag.String("compression", "gzip", "layer compression: gzip or zstd")
 	)
 	flag.Var(&layers, "layer", "layer directory, bottom first: DIR[,whiteouts=FILE] (repeatable)")
 	flag.Parse()
@@ -108,6 +120,11 @@ func main() {
 	if *blobs == "" {
 		*blobs = *out + ".blobs"
 	}
+	if *comp != "gzip" && *comp != "zstd" {
+		fmt.Fprintln(os.Stderr, "mkimage: -compression: want gzip or zstd")
+		os.Exit(2)
+	}
+	compression = *comp
 	if err := run(*out, *tag, *blobs, *sumFile, *jobs, layers); err != nil {
 		fmt.Fprintln(os.Stderr, "mkimage:", err)
 		os.Exit(1)
@@ -123,7 +140,7 @@ func run(out, tag, blobs, sumFile string, jobs int, specs []layerSpec) error {
 	g.SetLimit(jobs)
 	for i, s := range specs {
 		g.Go(func() error {
-			st, err := writeLayer(filepath.Join(blobs, fmt.Sprintf("layer%d.tar.gz", i+1)), s)
+			st, err := writeLayer(filepath.Join(blobs, fmt.Sprintf("layer%d.tar.%s", i+1, compression)), s)
 			if err != nil {
 				return fmt.Errorf("layer %d (%s): %w", i+1, s.dir, err)
 			}
@@ -140,9 +157,13 @@ func run(out, tag, blobs, sumFile string, jobs int, specs []layerSpec) error {
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	for i := range specs {
-		name := filepath.Join(blobs, fmt.Sprintf("layer%d.tar.gz", i+1))
+		name := filepath.Join(blobs, fmt.Sprintf("layer%d.tar.%s", i+1, compression))
+		mt := types.OCILayer
+		if compression == "zstd" {
+			mt = types.OCILayerZStd
+		}
 		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return os.Open(name) },
-			tarball.WithMediaType(types.OCILayer))
+			tarball.WithMediaType(mt))
 		if err != nil {
 			return err
 		}
@@ -229,14 +250,24 @@ func writeLayer(name string, s layerSpec) (st layerStat, err error) {
 	}()
 	comp := &countWriter{h: sha256.New()}
 	bw := bufio.NewWriterSize(io.MultiWriter(f, comp), 1<<20)
-	zw, err := gzip.NewWriterLevel(bw, gzip.DefaultCompression)
+	var zw io.WriteCloser
+	if compression == "zstd" {
+		zw, err = zstd.NewWriter(bw, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	} else {
+		zw, err = gzip.NewWriterLevel(bw, gzip.DefaultCompression)
+	}
 	if err != nil {
 		return st, err
 	}
 	raw := &countWriter{h: sha256.New()}
 	tw := tar.NewWriter(io.MultiWriter(zw, raw))
 	w := &walker{tw: tw, root: s.dir, wh: wh, links: map[[2]uint64]string{}, st: &st, buf: make([]byte, 1<<20)}
-	if err := w.dir("", true); err != nil {
+	if gen, ok := strings.CutPrefix(s.dir, "gen:"); ok {
+		err = w.generate(gen)
+	} else {
+		err = w.dir("", true)
+	}
+	if err != nil {
 		return st, err
 	}
 	for d := range wh {
@@ -444,4 +475,76 @@ func (w *walker) write(hdr *tar.Header, body string) error {
 		err = fmt.Errorf("%s changed size while being read", body)
 	}
 	return err
+}
+
+// generate writes a generated layer: "zeros=SIZE", "random=SIZE" or "dir=N".
+func (w *walker) generate(spec string) error {
+	kind, arg, _ := strings.Cut(spec, "=")
+	n, err := parseSize(arg)
+	if err != nil {
+		return fmt.Errorf("gen:%s: %w", spec, err)
+	}
+	rnd := rand.NewChaCha8([32]byte{1})
+	file := func(name string, size int64, body func(b []byte, off int64)) error {
+		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: size, ModTime: created}
+		if err := w.tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		w.st.Entries++
+		w.st.Files++
+		for off := int64(0); off < size; {
+			b := w.buf[:min(int64(len(w.buf)), size-off)]
+			body(b, off)
+			if _, err := w.tw.Write(b); err != nil {
+				return err
+			}
+			off += int64(len(b))
+		}
+		return nil
+	}
+	switch kind {
+	case "zeros":
+		// 4 KiB of random bytes at the start of every 64 MiB, zeros elsewhere; w.buf is
+		// 1 MiB, so a buffer starts a 64 MiB stretch when off is a multiple of it.
+		clear(w.buf)
+		return file("zeros.img", n, func(b []byte, off int64) {
+			if off%(64<<20) == 0 {
+				rnd.Read(b[:min(4096, len(b))])
+			} else if off%(64<<20) == 1<<20 {
+				clear(b[:min(4096, len(b))])
+			}
+		})
+	case "random":
+		return file("random.bin", n, func(b []byte, _ int64) { rnd.Read(b) })
+	case "dir":
+		if err := w.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "many/", Mode: 0o755, ModTime: created}); err != nil {
+			return err
+		}
+		w.st.Entries++
+		for i := range n {
+			if err := file(fmt.Sprintf("many/file-%06d", i), 0, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("gen:%s: want zeros=SIZE, random=SIZE or dir=N", spec)
+}
+
+// parseSize parses a byte count with an optional K, M or G suffix (powers of 1024).
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "K"):
+		mult = 1 << 10
+	case strings.HasSuffix(s, "M"):
+		mult = 1 << 20
+	case strings.HasSuffix(s, "G"):
+		mult = 1 << 30
+	}
+	n, err := strconv.ParseInt(strings.TrimRight(s, "KMG"), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("size %q: want a number of bytes with an optional K, M or G", s)
+	}
+	return n * mult, nil
 }
