@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/img2ext4/img2ext4"
+	"github.com/img2ext4/img2ext4/ext4writer"
 	"github.com/img2ext4/img2ext4/layerapply"
 	"github.com/klauspost/compress/gzip"
 )
@@ -169,12 +171,29 @@ func report(b *testing.B, l layerData) {
 	b.ReportAllocs()
 }
 
-// perEntry adds ns/entry and allocs/entry; call it after the loop.
+// perEntry adds ns/entry; call it after the loop.
 func perEntry(b *testing.B, l layerData) {
 	if b.N == 0 {
 		return
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(l.entries), "ns/entry")
+}
+
+// allocsPerEntry reports the heap allocations of every goroutine between start and the
+// call, per entry of l, as allocs/entry; start is runtime.MemStats.Mallocs before the loop.
+func allocsPerEntry(b *testing.B, l layerData, start uint64) {
+	if b.N == 0 {
+		return
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.Mallocs-start)/float64(b.N)/float64(l.entries), "allocs/entry")
+}
+
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
 }
 
 // BenchmarkGunzip is the floor: decompression of the layer alone. Throughput is in
@@ -230,6 +249,8 @@ func BenchmarkGunzipTarRead(b *testing.B) {
 		b.Fatal(err)
 	}
 	buf := make([]byte, 256<<10)
+	start := mallocs()
+	defer func() { allocsPerEntry(b, l, start) }()
 	for b.Loop() {
 		if err := zr.Reset(bytes.NewReader(l.gz)); err != nil {
 			b.Fatal(err)
@@ -271,6 +292,38 @@ func BenchmarkApplyTarSink(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	perEntry(b, l)
+}
+
+// BenchmarkApplyExt4Sink is layerapply.Apply into the ext4 sink writing an image file in
+// the test's temporary directory, the writer's Close included; allocs/entry counts every
+// goroutine's allocations (decoders and hashers too), to compare with
+// BenchmarkGunzipTarRead's, archive/tar's own.
+func BenchmarkApplyExt4Sink(b *testing.B) {
+	l := genLayer(b)
+	img := genImage(b)
+	tmp := b.TempDir()
+	ctx := context.Background()
+	report(b, l)
+	start := mallocs()
+	for b.Loop() {
+		f, err := os.Create(filepath.Join(tmp, "img"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		w, err := ext4writer.New(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := layerapply.Apply(ctx, layerapply.NewExt4(w), img, layerapply.WithTempDir(tmp)); err != nil {
+			b.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
+	allocsPerEntry(b, l, start)
 	perEntry(b, l)
 }
 
