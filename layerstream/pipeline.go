@@ -65,7 +65,9 @@ func WithMemory(n int64) Option {
 
 // WithDisk caps the uncompressed bytes a [Pipeline] writes to temporary files in
 // [WithTempDir] once the memory budget is spent; a decoder that finds both spent waits for
-// the reader. The default is half the space available in the temporary directory when
+// the reader. Layers spill to disk only while the reader waits for the layer it reads
+// (decompression is the slower side): when the reader is slower, the spool's writing and
+// reading would only add to the work on the cores, so the decoders ahead wait instead. The default is half the space available in the temporary directory when
 // more than one job runs, and 0 with one job (a single core gains nothing from decoding
 // to disk ahead of the reader).
 func WithDisk(n int64) Option {
@@ -101,7 +103,12 @@ type Pipeline struct {
 	peakMem int64     // the most mem has been, for tests
 	free    []*[]byte // chunks to reuse
 	mapped  int       // chunks mapped and not unmapped yet
-	dead    bool      // cancelled or closed
+	// readerBound is set when the decoder of the layer being read is a full backlog ahead
+	// of its reader, cleared when the reader waits for it. While it is set, layers ahead
+	// wait in memory instead of spilling to disk: the reader is the slower side, and
+	// writing and reading the spool would only add to the work on the cores.
+	readerBound bool
+	dead        bool // cancelled or closed
 }
 
 // pipeLayer is the state of one layer in a Pipeline, guarded by Pipeline.mu.
@@ -321,6 +328,9 @@ func (p *Pipeline) publish(i int, c segment) error {
 	n := int64(c.n)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if i == p.head && pl.memHeld >= headBacklog {
+		p.readerBound = true // the reader is the slower side
+	}
 	for {
 		switch {
 		case p.dead || pl.closed:
@@ -336,7 +346,7 @@ func (p *Pipeline) publish(i int, c segment) error {
 			pl.segs = append(pl.segs, c)
 			p.cond.Broadcast()
 			return nil
-		case i != p.head && p.disk+n <= p.o.disk:
+		case i != p.head && !p.readerBound && p.disk+n <= p.o.disk:
 			p.disk += n
 			if pl.f == nil {
 				f, err := p.spoolFile(pl)
@@ -531,6 +541,11 @@ func (r *pipeReader) next() error {
 		p.cond.Broadcast()
 	}
 	r.held = nil
+	if len(pl.segs) == 0 && !pl.done && !p.dead {
+		// The reader waits for its decoder: layers further ahead may spill now.
+		p.readerBound = false
+		p.cond.Broadcast()
+	}
 	for len(pl.segs) == 0 && !pl.done && !p.dead {
 		p.cond.Wait()
 	}
