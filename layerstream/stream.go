@@ -28,7 +28,7 @@ type options struct {
 	disk     int64 // Pipeline disk budget; -1 for the default
 }
 
-// Option configures [Open] and [StartSpool].
+// Option configures [Open], [NewPipeline] and [Pipeline.Open].
 type Option func(*options) error
 
 func makeOptions(opts []Option) (*options, error) {
@@ -82,7 +82,7 @@ func WithDecoder(d *Decoder) Option {
 	return func(o *options) error { o.decoder = d; return nil }
 }
 
-// WithTempDir puts the files of [StartSpool] in dir. The default is the system's temporary
+// WithTempDir puts the spool files of a [Pipeline] in dir. The default is the system's temporary
 // directory.
 func WithTempDir(dir string) Option {
 	return func(o *options) error { o.tmpDir = dir; return nil }
