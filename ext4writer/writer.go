@@ -125,14 +125,25 @@ const pendMax = 1 << 20
 // writeData writes whole blocks of file data at block blk, combining
 // physically adjacent small writes into one call.
 func (w *Writer) writeData(p []byte, blk uint64) error {
+	// p may already sit at the end of the pending data: ReadFrom reads bodies there, so
+	// that their bytes reach pwrite with no copy after the reader's own.
+	inPlace := len(p) > 0 && len(w.pend) < cap(w.pend) && &w.pend[:len(w.pend)+1][len(w.pend)] == &p[0]
 	if len(w.pend) > 0 && w.pendBlk+uint64(len(w.pend)/blockSize) == blk && len(w.pend)+len(p) <= pendMax {
-		w.pend = append(w.pend, p...)
+		if inPlace {
+			w.pend = w.pend[:len(w.pend)+len(p)]
+		} else {
+			w.pend = append(w.pend, p...)
+		}
 		return nil
 	}
 	if err := w.flush(); err != nil {
 		return err
 	}
-	if len(p) >= pendMax/2 {
+	if inPlace && len(w.pend) == 0 && &w.pend[:1][0] == &p[0] {
+		w.pend, w.pendBlk = w.pend[:len(p)], blk // already where it would be copied
+		return nil
+	}
+	if len(p) >= pendMax/2 || inPlace {
 		return w.writeAt(p, blk)
 	}
 	if w.pend == nil {
@@ -664,12 +675,12 @@ func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
-	if w.buf == nil {
-		w.buf = make([]byte, 1<<20)
-	}
 	var total int64
 	for w.remaining > 0 {
-		chunk := w.buf
+		chunk, err := w.readBuf()
+		if err != nil {
+			return total, err
+		}
 		if int64(len(chunk)) > w.remaining {
 			chunk = chunk[:w.remaining]
 		}
@@ -689,6 +700,29 @@ func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 		}
 	}
 	return total, nil
+}
+
+// readBuf returns where ReadFrom reads the next bytes of the body: the free end of the
+// pending data while the body is block-aligned so far (flushed first when less than
+// 64 KiB is free), so that writeData finds them in place and combines or writes them
+// without copying; a buffer of its own otherwise.
+func (w *Writer) readBuf() ([]byte, error) {
+	if w.blkN > 0 || w.overflow {
+		if w.buf == nil {
+			w.buf = make([]byte, 1<<20)
+		}
+		return w.buf, nil
+	}
+	if w.pend == nil {
+		w.pend = make([]byte, 0, pendMax)
+	}
+	if cap(w.pend)-len(w.pend) < 64<<10 {
+		if err := w.flush(); err != nil {
+			w.err = opErr("write", w.curName, err)
+			return nil, w.err
+		}
+	}
+	return w.pend[len(w.pend):cap(w.pend)], nil
 }
 
 // writeBlocks writes whole blocks of the current body, leaving holes for
