@@ -27,6 +27,10 @@ type archiveSource struct {
 	blobs map[v1.Hash]string // digest to archive path
 }
 
+// inPlace reports that the archive's blobs are sections of a local file,
+// read where they lie.
+func (s *archiveSource) inPlace() bool { return true }
+
 func (s *archiveSource) manifest(context.Context, v1.Descriptor) ([]byte, error) {
 	return nil, fmt.Errorf("%w: docker archives hold no manifests by digest", ErrNotFound)
 }

@@ -47,7 +47,16 @@
 // end of the stream, so readers must read to EOF and check the error.
 // [Prefetch] downloads all layer blobs of an image in parallel to temporary
 // files, reporting [progress.PhaseDownload] events, and hands the layers
-// back in order for the caller to apply one after the other.
+// back in order for the caller to apply one after the other. Blobs of local
+// sources are never copied: layouts and uncompressed archives are read in
+// place (an archive's blobs as sections of the archive file), and verified
+// as they are read.
+//
+// [WithBlobCache] keeps the compressed blobs fetched from registries (layers
+// and configs) by digest in a [BlobCache] directory shared by processes:
+// a blob found there is verified and used instead of downloaded, a missing
+// one is downloaded once (other processes wait for it) and renamed into
+// place when verified. [BlobCache.Prune] removes blobs by least recent use.
 //
 // Every registry request — ping, token, manifest, config and blob — goes
 // through one retry policy: temporary statuses (408, 429, 500, 502, 503,

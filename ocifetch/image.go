@@ -86,6 +86,11 @@ func resolveImage(ctx context.Context, r reference, o *options) (*image, error) 
 		if err != nil {
 			return nil, err
 		}
+		if o.blobCache != "" {
+			if o.cache, err = OpenBlobCache(o.blobCache); err != nil {
+				return nil, err
+			}
+		}
 		raw, mt, err := src.root(ctx, r.ref)
 		if err != nil {
 			return nil, err
@@ -240,12 +245,11 @@ func newImage(ctx context.Context, src source, raw []byte, mt types.MediaType, o
 			return nil, err
 		}
 	}
-	rc, err := src.openBlob(ctx, m.Config)
-	if err != nil {
-		return nil, fmt.Errorf("fetch config %s: %w", m.Config.Digest, err)
+	cache := o.cache
+	if ip, ok := src.(inPlacer); ok && ip.inPlace() {
+		cache = nil
 	}
-	rawConfig, err := readVerified(rc, m.Config, maxConfigSize)
-	rc.Close()
+	rawConfig, err := readConfig(ctx, src, m.Config, cache)
 	if err != nil {
 		return nil, fmt.Errorf("fetch config %s: %w", m.Config.Digest, err)
 	}
@@ -264,6 +268,7 @@ func newImage(ctx context.Context, src source, raw []byte, mt types.MediaType, o
 	img := &image{
 		ctx:         ctx,
 		src:         src,
+		cache:       cache,
 		rawManifest: raw,
 		manifest:    &m,
 		mediaType:   mt,
@@ -277,10 +282,30 @@ func newImage(ctx context.Context, src source, raw []byte, mt types.MediaType, o
 	return img, nil
 }
 
+// readConfig reads and verifies the config blob desc names, through cache
+// when it is not nil.
+func readConfig(ctx context.Context, src source, desc v1.Descriptor, cache *BlobCache) ([]byte, error) {
+	if cache == nil || desc.Size > maxConfigSize {
+		rc, err := src.openBlob(ctx, desc)
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		return readVerified(rc, desc, maxConfigSize)
+	}
+	f, err := cache.get(ctx, desc, func() (io.ReadCloser, error) { return src.openBlob(ctx, desc) })
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readVerified(io.NewSectionReader(f, 0, desc.Size), desc, maxConfigSize)
+}
+
 // image is a resolved single-platform image whose blobs come from a source.
 type image struct {
 	ctx         context.Context
 	src         source
+	cache       *BlobCache // of blobs from src, or nil
 	rawManifest []byte
 	manifest    *v1.Manifest
 	mediaType   types.MediaType
@@ -341,8 +366,16 @@ func (l *layer) DiffID() (v1.Hash, error)            { return l.diffID, nil }
 func (l *layer) Size() (int64, error)                { return l.desc.Size, nil }
 func (l *layer) MediaType() (types.MediaType, error) { return l.desc.MediaType, nil }
 
-// Compressed opens the verified blob stream.
+// Compressed opens the verified blob stream. With a blob cache, the blob is
+// first fetched into the cache (or found there, verified) and read from it.
 func (l *layer) Compressed() (io.ReadCloser, error) {
+	if c := l.img.cache; c != nil {
+		f, err := c.get(l.img.ctx, l.desc, func() (io.ReadCloser, error) { return l.openRaw(l.img.ctx) })
+		if err != nil {
+			return nil, fmt.Errorf("fetch layer %s: %w", l.desc.Digest, err)
+		}
+		return fileReader(f, l.desc.Size), nil
+	}
 	rc, err := l.openRaw(l.img.ctx)
 	if err != nil {
 		return nil, fmt.Errorf("fetch layer %s: %w", l.desc.Digest, err)
@@ -392,6 +425,14 @@ type rawOpener interface {
 }
 
 var _ rawOpener = (*layer)(nil)
+
+// inPlace reports a blob of a local source, read where it lies.
+func (l *layer) inPlace() bool {
+	ip, ok := l.img.src.(inPlacer)
+	return ok && ip.inPlace()
+}
+
+var _ inPlacer = (*layer)(nil)
 
 // checkDescriptor refuses a descriptor of what that cannot describe a
 // document: one without a digest or with a negative size.

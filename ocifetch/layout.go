@@ -52,6 +52,10 @@ type layoutSource struct {
 	name string // for messages
 }
 
+// inPlace reports that the layout's blobs are local files (or sections of
+// one), read where they lie.
+func (s *layoutSource) inPlace() bool { return true }
+
 func (s *layoutSource) manifest(ctx context.Context, desc v1.Descriptor) ([]byte, error) {
 	rc, err := s.openBlob(ctx, desc)
 	if err != nil {

@@ -53,7 +53,9 @@ type options struct {
 	userAgent     string
 	retries       int
 	retryMaxTime  time.Duration
-	engineHost    string // WithEngineHost
+	engineHost    string     // WithEngineHost
+	blobCache     string     // directory of [WithBlobCache], or ""
+	cache         *BlobCache // opened by [Image] for a registry source
 }
 
 // defaultPlatform is linux on the architecture this program runs on, with

@@ -21,13 +21,14 @@ import (
 )
 
 // Prefetcher downloads the layer blobs of an image in parallel to temporary
-// files. Create one with [Prefetch], take its layers with [Prefetcher.Layers]
+// files or a [BlobCache]. Create one with [Prefetch], take its layers with [Prefetcher.Layers]
 // and apply them in order, then call [Prefetcher.Close]. Its methods are safe
 // for concurrent use.
 type Prefetcher struct {
 	ctx    context.Context
 	cancel context.CancelFunc
-	dir    string
+	dir    string // temporary directory, or "" when none is needed
+	cache  *BlobCache
 	layers []*prefetchLayer
 	done   chan struct{} // closed when all downloads have ended
 
@@ -38,8 +39,13 @@ type Prefetcher struct {
 
 // Prefetch starts downloading every layer blob of img, at most [WithJobs] at
 // a time and in layer order, into a new temporary directory under
-// [WithTempDir]. Each blob is checked against its layer's digest and size as
-// it is written. Download progress goes to [WithProgress]. Prefetch returns
+// [WithTempDir], or into the [BlobCache] of [WithBlobCache], where blobs
+// already held are verified instead of downloaded. Each blob is checked
+// against its layer's digest and size as it is written. Download progress
+// goes to [WithProgress]; a blob found in the cache reports one Complete
+// event. Layers of local sources ("oci:", "oci-archive:", "docker-archive:")
+// are not copied: their Compressed method reads the blob in place and
+// verifies it while it is read. Prefetch returns
 // as soon as the downloads have started; ctx bounds them and the waits in the
 // layers' Compressed methods. A registry download failing for a transient
 // reason (a temporary status, a network error, a truncated stream, or two
@@ -60,20 +66,16 @@ func Prefetch(ctx context.Context, img v1.Image, opts ...Option) (*Prefetcher, e
 	if err != nil {
 		return nil, fmt.Errorf("prefetch: list layers: %w", err)
 	}
-	dir, err := os.MkdirTemp(o.tempDir, "ocifetch-")
-	if err != nil {
-		return nil, fmt.Errorf("prefetch: create temp dir: %w", err)
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	p := &Prefetcher{
 		ctx:    ctx,
 		cancel: cancel,
-		dir:    dir,
 		done:   make(chan struct{}),
 	}
 	rep := &reporter{fn: o.progress}
+	download := false
 	for i, l := range layers {
-		pl := &prefetchLayer{Layer: l, p: p, index: i, path: filepath.Join(dir, "layer-"+strconv.Itoa(i)), ready: make(chan struct{})}
+		pl := &prefetchLayer{Layer: l, p: p, index: i, ready: make(chan struct{})}
 		var err error
 		if pl.desc.Digest, err = l.Digest(); err == nil {
 			if pl.desc.Size, err = l.Size(); err == nil {
@@ -82,10 +84,28 @@ func Prefetch(ctx context.Context, img v1.Image, opts ...Option) (*Prefetcher, e
 		}
 		if err != nil {
 			cancel()
-			os.RemoveAll(dir)
 			return nil, fmt.Errorf("prefetch: describe layer %d: %w", i, err)
 		}
+		if ip, ok := l.(inPlacer); ok && ip.inPlace() {
+			pl.inPlace = true
+		} else {
+			download = true
+		}
 		p.layers = append(p.layers, pl)
+	}
+	if download && o.blobCache != "" {
+		if p.cache, err = OpenBlobCache(o.blobCache); err != nil {
+			cancel()
+			return nil, fmt.Errorf("prefetch: %w", err)
+		}
+	} else if download {
+		if p.dir, err = os.MkdirTemp(o.tempDir, "ocifetch-"); err != nil {
+			cancel()
+			return nil, fmt.Errorf("prefetch: create temp dir: %w", err)
+		}
+		for i, pl := range p.layers {
+			pl.path = filepath.Join(p.dir, "layer-"+strconv.Itoa(i))
+		}
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -93,6 +113,11 @@ func Prefetch(ctx context.Context, img v1.Image, opts ...Option) (*Prefetcher, e
 	go func() {
 		defer close(p.done)
 		for _, pl := range p.layers {
+			if pl.inPlace {
+				pl.reportInPlace(rep, len(p.layers))
+				pl.finish(gctx)
+				continue
+			}
 			if gctx.Err() != nil {
 				pl.finish(gctx)
 				continue
@@ -110,7 +135,8 @@ func Prefetch(ctx context.Context, img v1.Image, opts ...Option) (*Prefetcher, e
 
 // Layers returns the image's layers in order. Each layer's Compressed method
 // waits until its blob is downloaded and verified, then reads the temporary
-// file; it returns the download's error, or the context's if it ends first.
+// or cached file (a local blob is read in place, and verified as it is read);
+// it returns the download's error, or the context's if it ends first.
 // Uncompressed decompresses gzip and zstd blobs. Readers must be closed; they
 // stay readable after [Prefetcher.Close] only on systems that let open files
 // be removed.
@@ -123,13 +149,21 @@ func (p *Prefetcher) Layers() []v1.Layer {
 }
 
 // Close stops the downloads still running, waits for them to end, and
-// removes the temporary files. It may be called more than once; later calls
-// return the first call's result.
+// removes the temporary files; cached blobs stay in the cache. It may be
+// called more than once; later calls return the first call's result.
 func (p *Prefetcher) Close() error {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
 		p.cancel()
 		<-p.done
+		for _, l := range p.layers {
+			if l.file != nil {
+				l.file.release()
+			}
+		}
+		if p.dir == "" {
+			return
+		}
 		if err := os.RemoveAll(p.dir); err != nil {
 			p.rmErr = fmt.Errorf("prefetch: remove temp dir: %w", err)
 		}
@@ -137,13 +171,16 @@ func (p *Prefetcher) Close() error {
 	return p.rmErr
 }
 
-// prefetchLayer is a layer whose blob is, or is being, downloaded to path.
+// prefetchLayer is a layer whose blob is, or is being, downloaded to path or
+// to the cache (then held open in file), or read in place.
 type prefetchLayer struct {
 	v1.Layer // Digest, DiffID, Size and MediaType come from the source layer
 	p        *Prefetcher
 	index    int
 	desc     v1.Descriptor
-	path     string
+	path     string      // temporary file, without a cache
+	file     *sharedFile // verified cached blob, with a cache
+	inPlace  bool        // a local blob, read through the source layer
 
 	ready chan struct{} // closed when err is final
 	once  sync.Once
@@ -156,7 +193,7 @@ var _ v1.Layer = (*prefetchLayer)(nil)
 // cause of the cancellation as its error.
 func (l *prefetchLayer) finish(gctx context.Context) {
 	l.once.Do(func() {
-		if l.err == nil {
+		if l.err == nil && !l.inPlace && l.file == nil {
 			if _, statErr := os.Stat(l.path); statErr != nil {
 				cause := context.Cause(gctx)
 				if cause == nil {
@@ -169,23 +206,95 @@ func (l *prefetchLayer) finish(gctx context.Context) {
 	})
 }
 
-// download fetches the layer's blob. Retries happen below, in the registry
-// source, which resumes a cut download from the bytes already verified.
+// inPlacer is implemented by layers of this package; inPlace reports a blob
+// of a local source, which needs no copy.
+type inPlacer interface {
+	inPlace() bool
+}
+
+// meter returns the progress meter of the layer's download.
+func (l *prefetchLayer) meter(rep *reporter, layers int, start time.Time) *progress.Meter {
+	return progress.NewMeter(rep.meterFunc(), progress.Event{
+		Phase: progress.PhaseDownload, Layer: l.index, Layers: layers,
+		Digest: l.desc.Digest.String(), Total: l.desc.Size,
+	}, start)
+}
+
+// reportDone reports a blob that needed no download (read in place, or
+// found in the cache) as complete.
+func (l *prefetchLayer) reportDone(rep *reporter, layers int, start time.Time) {
+	m := l.meter(rep, layers, start)
+	m.Add(int(l.desc.Size))
+	m.Complete()
+}
+
+// reportInPlace reports a local blob, which needs no download, as complete.
+func (l *prefetchLayer) reportInPlace(rep *reporter, layers int) {
+	l.reportDone(rep, layers, time.Now())
+}
+
+// download fetches the layer's blob, into the cache when there is one.
+// Retries happen below, in the registry source, which resumes a cut
+// download from the bytes already verified.
 func (l *prefetchLayer) download(ctx context.Context, rep *reporter, layers int) (err error) {
-	if err = l.fetchOnce(ctx, rep, layers, time.Now()); err != nil {
+	start := time.Now()
+	if c := l.p.cache; c != nil {
+		var pw *progressWriter
+		var f *os.File
+		f, err = c.fill(ctx, l.desc, func(w io.Writer) error {
+			pw = &progressWriter{w: w, m: l.meter(rep, layers, start)}
+			return l.fetchInto(ctx, pw)
+		})
+		switch {
+		case err != nil:
+		case pw != nil:
+			pw.m.Complete()
+		default: // cached already, or by another process meanwhile
+			l.reportDone(rep, layers, start)
+		}
+		if err == nil {
+			l.file = newSharedFile(f, l.desc.Size)
+		}
+	} else {
+		err = l.fetchToTemp(ctx, rep, layers, start)
+	}
+	if err != nil {
 		err = fmt.Errorf("fetch layer %s: %w", l.desc.Digest, err)
 		l.err = err
 	}
 	return err
 }
 
-// fetchOnce copies the verified blob to the layer's temporary file. The
+// fetchToTemp copies the verified blob to the layer's temporary file. The
 // file only appears under its final name once complete.
-func (l *prefetchLayer) fetchOnce(ctx context.Context, rep *reporter, layers int, start time.Time) (err error) {
-	pw := &progressWriter{m: progress.NewMeter(rep.meterFunc(), progress.Event{
-		Phase: progress.PhaseDownload, Layer: l.index, Layers: layers,
-		Digest: l.desc.Digest.String(), Total: l.desc.Size,
-	}, start)}
+func (l *prefetchLayer) fetchToTemp(ctx context.Context, rep *reporter, layers int, start time.Time) (err error) {
+	f, err := os.CreateTemp(l.p.dir, "partial-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	pw := &progressWriter{w: f, m: l.meter(rep, layers, start)}
+	if err = l.fetchInto(ctx, pw); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(f.Name(), l.path); err != nil {
+		return err
+	}
+	pw.m.Complete()
+	return nil
+}
+
+// fetchInto copies the verified blob to pw. Bytes written before an error
+// are not verified.
+func (l *prefetchLayer) fetchInto(ctx context.Context, pw *progressWriter) (err error) {
 	var rc io.ReadCloser
 	ro, ours := l.Layer.(rawOpener)
 	if ours {
@@ -218,17 +327,6 @@ func (l *prefetchLayer) fetchOnce(ctx context.Context, rep *reporter, layers int
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(l.p.dir, "partial-")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	pw.w = f
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	if _, err = io.CopyBuffer(pw, layerstream.ContextReader(ctx, watchdogReader{r: vr, watchdog: watchdog}), *bp); err != nil {
@@ -240,13 +338,6 @@ func (l *prefetchLayer) fetchOnce(ctx context.Context, rep *reporter, layers int
 		}
 		return err
 	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), l.path); err != nil {
-		return err
-	}
-	pw.m.Complete()
 	return nil
 }
 
@@ -270,10 +361,21 @@ func (l *prefetchLayer) wait() error {
 	return nil
 }
 
-// Compressed waits for the download, then opens the verified temporary file.
+// Compressed waits for the download, then opens the verified temporary or
+// cached file; a local blob is opened in place, verified as it is read.
 func (l *prefetchLayer) Compressed() (io.ReadCloser, error) {
 	if err := l.wait(); err != nil {
 		return nil, err
+	}
+	if l.inPlace {
+		return l.Layer.Compressed()
+	}
+	if l.file != nil {
+		rc, err := l.file.open()
+		if err != nil {
+			return nil, fmt.Errorf("fetch layer %s: %w", l.desc.Digest, err)
+		}
+		return rc, nil
 	}
 	f, err := os.Open(l.path)
 	if errors.Is(err, os.ErrNotExist) {

@@ -72,6 +72,7 @@ type config struct {
 	quiet         bool
 	version       bool
 	tmpDir        string
+	blobCache     string
 	adds          []string
 	configOut     string
 	strict        bool
@@ -129,6 +130,7 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.BoolVarP(&c.quiet, "quiet", "q", false, "print nothing but errors (--progress none still prints the summary)")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	fs.StringVar(&c.tmpDir, "tmpdir", "", "`DIR` for downloaded blobs (default: the system temporary directory)")
+	fs.StringVar(&c.blobCache, "blob-cache", "", "keep downloaded blobs by digest in `DIR` and reuse them, verified (default: none)")
 	fs.StringArrayVar(&c.adds, "add", nil, "inject a host file or directory, `SRC:DST[:MODE]` (repeatable)")
 	fs.StringVar(&c.configOut, "config-out", "", "write the image's launch config (entrypoint, cmd, env, ...) as JSON to `FILE`")
 	fs.BoolVar(&c.strict, "strict", false, "fail instead of dropping metadata the output cannot hold as given (escalating capabilities, invalid ACLs, odd attributes, over-long names)")
@@ -268,6 +270,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if c.registryCA != "" {
 		fetch = append(fetch, ocifetch.WithRegistryCA(c.registryCA))
+	}
+	if c.blobCache != "" {
+		fetch = append(fetch, ocifetch.WithBlobCache(c.blobCache))
 	}
 	mode, _ := progress.ParseMode(c.progress)
 	if c.quiet {
