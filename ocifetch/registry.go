@@ -52,33 +52,8 @@ func newRegistrySource(ctx context.Context, r reference, o *options) (*registryS
 	repo := ref.Context()
 	host := repo.RegistryStr()
 
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if len(o.caPEM) > 0 {
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		for _, b := range o.caPEM {
-			pool.AppendCertsFromPEM(b)
-		}
-		tlsConf.RootCAs = pool
-	}
-	if o.insecure {
-		tlsConf.InsecureSkipVerify = true
-	}
-	base := http.DefaultTransport.(*http.Transport).Clone()
-	base.TLSClientConfig = tlsConf
-	base.ResponseHeaderTimeout = responseHeaderTimeout
-
-	policy := &schemePolicy{
-		inner:      base,
-		host:       host,
-		allowHTTP:  r.scheme == schemeHTTP || o.insecure || isLoopback(host),
-		allowHTTPS: r.scheme != schemeHTTP,
-	}
+	rt := registryTransport(r, host, o)
 	pol := retryPolicy{retries: o.retries, maxTime: o.retryMaxTime}
-	var rt http.RoundTripper = &retryTransport{inner: policy, pol: pol}
-	rt = transport.NewUserAgent(rt, o.userAgent)
 
 	src := &registrySource{repo: repo, pol: pol}
 	var auth authn.Authenticator
@@ -106,6 +81,39 @@ func newRegistrySource(ctx context.Context, r reference, o *options) (*registryS
 	}
 	src.client = &http.Client{Transport: tr}
 	return src, nil
+}
+
+// registryTransport returns the round tripper every request to the registry host goes
+// through, below authentication: TLS with the extra CAs (unverified with WithInsecure),
+// plain HTTP only where allowed (see [schemePolicy]), the retry policy and the user agent.
+func registryTransport(r reference, host string, o *options) http.RoundTripper {
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(o.caPEM) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		for _, b := range o.caPEM {
+			pool.AppendCertsFromPEM(b)
+		}
+		tlsConf.RootCAs = pool
+	}
+	if o.insecure {
+		tlsConf.InsecureSkipVerify = true
+	}
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.TLSClientConfig = tlsConf
+	base.ResponseHeaderTimeout = responseHeaderTimeout
+
+	policy := &schemePolicy{
+		inner:      base,
+		host:       host,
+		allowHTTP:  r.scheme == schemeHTTP || o.insecure || isLoopback(host),
+		allowHTTPS: r.scheme != schemeHTTP,
+	}
+	var rt http.RoundTripper = &retryTransport{inner: policy, pol: retryPolicy{retries: o.retries, maxTime: o.retryMaxTime}}
+	rt = transport.NewUserAgent(rt, o.userAgent)
+	return rt
 }
 
 // wrap redacts the source's secrets from err.
