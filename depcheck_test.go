@@ -12,7 +12,7 @@ import (
 
 // testOnly are helper packages for tests alone: they may run oracles with os/exec, and
 // only _test.go files may import them.
-var testOnly = map[string]bool{"internal/trusttest": true}
+var testOnly = map[string]bool{"internal/trusttest": true, "internal/registrytest": true}
 
 // mayRun are the library packages allowed to run programs: the optional fallback
 // exporters (skopeo, docker save), which nothing reaches unless asked to.

@@ -99,15 +99,6 @@ func Push(ctx context.Context, r io.ReaderAt, size int64, ref string, opts ...Op
 	if size > MaxImageSize {
 		return nil, fmt.Errorf("artifact: image of %d bytes, more than %d", size, int64(MaxImageSize))
 	}
-	info, err := readSuperblock(r, size)
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := o.annotations[AnnotationVerityRootHash]; !ok {
-		if err := readVerity(ctx, r, size, info); err != nil {
-			return nil, err
-		}
-	}
 	nref, ropts, err := ocifetch.Remote(ctx, ref, o.fetch...)
 	if err != nil {
 		return nil, err
@@ -120,6 +111,15 @@ func Push(ctx context.Context, r io.ReaderAt, size int64, ref string, opts ...Op
 		}
 	case name.Digest:
 		return nil, fmt.Errorf("artifact: push to %s: name a repository and optionally a tag, not a digest", ref)
+	}
+	info, err := readSuperblock(r, size)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := o.annotations[AnnotationVerityRootHash]; !ok {
+		if err := readVerity(ctx, r, size, info); err != nil {
+			return nil, err
+		}
 	}
 	repo := nref.Context()
 	pusher, err := remote.NewPusher(append(ropts, remote.WithJobs(o.jobs))...)

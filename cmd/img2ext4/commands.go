@@ -11,7 +11,10 @@ type command func(ctx context.Context, args []string, stdin io.Reader, stdout, s
 // commands maps a first argument to the subcommand it names; one line per subcommand. A
 // command line whose first argument names none of them is a conversion (a registry image
 // whose name is one of these words is written "docker://NAME").
-var commands = map[string]command{}
+var commands = map[string]command{
+	"push": runPush,
+	"pull": runPull,
+}
 
 // subcommand returns the subcommand args name and the arguments it takes.
 func subcommand(args []string) (command, []string, bool) {

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/img2ext4/img2ext4"
+	"github.com/img2ext4/img2ext4/artifact"
+	"github.com/img2ext4/img2ext4/ocifetch"
+	"github.com/spf13/pflag"
+)
+
+// registryFlags are the flags of the registry subcommands that say how to reach it.
+type registryFlags struct {
+	platform      platformValue
+	username      string
+	passwordStdin bool
+	insecure      bool
+	registryCA    string
+	jobs          int
+	retries       int
+	retryMaxTime  time.Duration
+	quiet         bool
+}
+
+func (r *registryFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&r.username, "username", "", "registry user name (use with --password-stdin)")
+	fs.BoolVar(&r.passwordStdin, "password-stdin", false, "read the registry password from standard input")
+	fs.BoolVar(&r.insecure, "insecure", false, "allow plain HTTP and unverified TLS for non-loopback registries")
+	fs.StringVar(&r.registryCA, "registry-ca", "", "PEM `FILE` with extra CA certificates for the registry")
+	fs.IntVar(&r.jobs, "jobs", artifact.DefaultJobs, "chunks to transfer in parallel")
+	fs.IntVar(&r.retries, "retries", ocifetch.DefaultRetries, "retry a failed registry request up to `N` times in a row (0 to 100)")
+	fs.DurationVar(&r.retryMaxTime, "retry-max-time", ocifetch.DefaultRetryMaxTime, "give up on a registry request that keeps failing for longer than `DURATION`")
+	fs.BoolVarP(&r.quiet, "quiet", "q", false, "print nothing but errors and the artifact's reference")
+}
+
+func (r *registryFlags) check() error {
+	if r.passwordStdin && r.username == "" {
+		return errors.New("--password-stdin needs --username")
+	}
+	if r.username != "" && !r.passwordStdin {
+		return errors.New("--username needs --password-stdin (passwords are never taken from the command line)")
+	}
+	if r.jobs < 1 || r.jobs > 64 {
+		return fmt.Errorf("--jobs %d: want 1 to 64", r.jobs)
+	}
+	if r.retries < 0 || r.retries > 100 {
+		return fmt.Errorf("--retries %d: want 0 to 100", r.retries)
+	}
+	if r.retryMaxTime <= 0 {
+		return fmt.Errorf("--retry-max-time %s: want a positive duration", r.retryMaxTime)
+	}
+	return nil
+}
+
+// fetchOptions returns the ocifetch options of the flags, reading the password from stdin.
+func (r *registryFlags) fetchOptions(stdin io.Reader) ([]ocifetch.Option, error) {
+	opts := []ocifetch.Option{ocifetch.WithInsecure(r.insecure), ocifetch.WithRetries(r.retries), ocifetch.WithRetryMaxTime(r.retryMaxTime)}
+	if r.platform.p != nil {
+		opts = append(opts, ocifetch.WithPlatform(*r.platform.p))
+	}
+	if r.registryCA != "" {
+		opts = append(opts, ocifetch.WithRegistryCA(r.registryCA))
+	}
+	if r.passwordStdin {
+		b, err := io.ReadAll(io.LimitReader(stdin, 64<<10))
+		if err != nil {
+			return nil, fmt.Errorf("read password from stdin: %w", err)
+		}
+		opts = append(opts, ocifetch.WithBasicAuth(r.username, strings.TrimRight(string(b), "\r\n")))
+	}
+	return opts, nil
+}
+
+// parseSub parses a subcommand's flags and wants n arguments; -h prints usage to stdout.
+func parseSub(fs *pflag.FlagSet, args []string, n int, usage string, stdout io.Writer) error {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() { fmt.Fprintf(stdout, "%s\n\nFlags:\n%s", usage, fs.FlagUsages()) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() != n {
+		return usageError{fmt.Errorf("want %d arguments, got %d", n, fs.NArg())}
+	}
+	return nil
+}
+
+// subFail prints err and returns the exit status: 2 for a usage error or a failed check.
+func subFail(ctx context.Context, stderr io.Writer, name string, err error) int {
+	if errors.Is(err, pflag.ErrHelp) {
+		return exitOK
+	}
+	code := exitFailure
+	if errors.As(err, new(usageError)) || errors.As(err, new(*img2ext4.CheckError)) {
+		code = exitUsage
+	}
+	if cause := context.Cause(ctx); ctx.Err() != nil && cause != nil {
+		err = cause
+	}
+	msg, hint := errorText(err)
+	printError(stderr, msg, hint)
+	if errors.As(err, new(usageError)) {
+		fmt.Fprintf(stderr, "Run 'img2ext4 %s --help' for usage.\n", name)
+	}
+	return code
+}
+
+const pushUsage = `Usage: img2ext4 push [flags] IMAGE REGISTRY/REPO[:TAG]
+
+Push the ext4 image file IMAGE to a registry as an OCI artifact (artifactType
+` + artifact.ArtifactType + `): 2 MiB zstd chunks, all-zero chunks left out,
+chunks the registry already has not uploaded again. Without a TAG the artifact is pushed
+by digest only. --subject names the image IMAGE was converted from: the artifact becomes
+one of its referrers. The artifact's REPO@DIGEST is printed on standard output.`
+
+func runPush(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var r registryFlags
+	var subject string
+	var annotations []string
+	fs := pflag.NewFlagSet("img2ext4 push", pflag.ContinueOnError)
+	r.add(fs)
+	fs.StringVar(&subject, "subject", "", "the source image `REF` IMAGE was converted from (a registry image, oci:DIR, ...)")
+	fs.Var(&r.platform, "platform", "platform to pick from a multi-platform --subject (default linux/<host arch>)")
+	fs.StringArrayVar(&annotations, "annotation", nil, "add an annotation `KEY=VALUE` to the manifest (repeatable)")
+	if err := parseSub(fs, args, 2, pushUsage, stdout); err != nil {
+		return subFail(ctx, stderr, "push", err)
+	}
+	if err := r.check(); err != nil {
+		return subFail(ctx, stderr, "push", usageError{err})
+	}
+	ann := map[string]string{}
+	for _, a := range annotations {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k == "" {
+			return subFail(ctx, stderr, "push", usageError{fmt.Errorf("--annotation %q: want KEY=VALUE", a)})
+		}
+		ann[k] = v
+	}
+	file, ref := fs.Arg(0), fs.Arg(1)
+	if err := ocifetch.CheckReference(ref); err != nil {
+		return subFail(ctx, stderr, "push", usageError{err})
+	}
+	if strings.Contains(ref, "@") {
+		return subFail(ctx, stderr, "push", usageError{fmt.Errorf("%s: push to a repository and optionally a tag, not a digest", ref)})
+	}
+	fetch, err := r.fetchOptions(stdin)
+	if err != nil {
+		return subFail(ctx, stderr, "push", err)
+	}
+	opts := []artifact.Option{artifact.WithFetchOptions(fetch...), artifact.WithJobs(r.jobs)}
+	if subject != "" {
+		so, err := artifact.ResolveSource(ctx, subject, fetch...)
+		if err != nil {
+			return subFail(ctx, stderr, "push", fmt.Errorf("--subject: %w", err))
+		}
+		opts = append(opts, so...)
+	}
+	opts = append(opts, artifact.WithAnnotations(ann))
+	start := time.Now()
+	p, err := artifact.PushFile(ctx, file, ref, opts...)
+	if err != nil {
+		return subFail(ctx, stderr, "push", err)
+	}
+	fmt.Fprintln(stdout, p.Ref.String())
+	if !r.quiet {
+		to := p.Ref.String()
+		if p.Tag != "" {
+			to = p.Ref.Context().Tag(p.Tag).String() + " (" + p.Ref.DigestStr() + ")"
+		}
+		fmt.Fprintf(stderr, "Pushed %s to %s in %s: %d chunks of 2 MiB, %d holes; %d blobs, %d uploaded (%s), %d already there\n",
+			file, to, time.Since(start).Round(time.Millisecond), p.Chunks, p.Holes, p.Blobs, p.Uploaded, formatSize(p.UploadedBytes), p.Blobs-p.Uploaded)
+	}
+	return exitOK
+}
+
+const pullUsage = `Usage: img2ext4 pull [flags] REGISTRY/REPO[:TAG|@DIGEST] OUTPUT
+
+Pull an ext4 image artifact pushed by "img2ext4 push" (or --cache-to) into OUTPUT, a
+file that appears only when every chunk has been verified (sparse: holes are not
+written), or a block device written in place.`
+
+func runPull(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var r registryFlags
+	fs := pflag.NewFlagSet("img2ext4 pull", pflag.ContinueOnError)
+	r.add(fs)
+	if err := parseSub(fs, args, 2, pullUsage, stdout); err != nil {
+		return subFail(ctx, stderr, "pull", err)
+	}
+	if err := r.check(); err != nil {
+		return subFail(ctx, stderr, "pull", usageError{err})
+	}
+	ref, out := fs.Arg(0), fs.Arg(1)
+	if err := ocifetch.CheckReference(ref); err != nil {
+		return subFail(ctx, stderr, "pull", usageError{err})
+	}
+	fetch, err := r.fetchOptions(stdin)
+	if err != nil {
+		return subFail(ctx, stderr, "pull", err)
+	}
+	start := time.Now()
+	res, err := img2ext4.Pull(ctx, ref, out, artifact.WithFetchOptions(fetch...), artifact.WithJobs(r.jobs))
+	if err != nil {
+		return subFail(ctx, stderr, "pull", err)
+	}
+	if !r.quiet {
+		a := res.Artifact
+		fmt.Fprintf(stderr, "Pulled %s into %s in %s: %s image, %d blobs (%s) verified, %s written\n",
+			a.Ref, out, time.Since(start).Round(time.Millisecond), formatSize(a.Size()), res.Stats.Blobs, formatSize(res.Stats.Bytes), formatSize(res.Stats.Written))
+		if h := a.Descriptor.Annotations[artifact.AnnotationVerityRootHash]; h != "" {
+			fmt.Fprintf(stderr, "Verity root hash %s, salt %s\n", h, a.Descriptor.Annotations[artifact.AnnotationVeritySalt])
+		}
+	}
+	return exitOK
+}
