@@ -28,6 +28,7 @@ import (
 	"github.com/img2ext4/img2ext4/internal/treesnap"
 	"github.com/img2ext4/img2ext4/layerapply"
 	"github.com/img2ext4/img2ext4/ocifetch"
+	"github.com/img2ext4/img2ext4/progress"
 )
 
 // layers exercise the merge rules and the metadata an engine must hand back unchanged:
@@ -232,6 +233,19 @@ func TestEngineSources(t *testing.T) {
 		}
 		if d := treesnap.Diff(want, convert(t, r.Pinned, engine)); d != "" {
 			t.Errorf("the pinned reference converts to another tree (-registry +pinned):\n%s", d)
+		}
+	})
+	// The export is reported while it streams in, as bytes of the resolve phase.
+	t.Run("progress", func(t *testing.T) {
+		var exported int64
+		onEvent := img2ext4.WithProgress(func(e progress.Event) {
+			if e.Phase == progress.PhaseResolve && e.Layer < 0 && e.Done > exported {
+				exported = e.Done
+			}
+		})
+		convert(t, "docker-daemon:"+ref, engine, onEvent)
+		if exported == 0 {
+			t.Error("no resolve event counted the export's bytes")
 		}
 	})
 	t.Run("other platform", func(t *testing.T) {

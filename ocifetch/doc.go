@@ -17,7 +17,8 @@
 //     optional tag, NAME@DIGEST, or an image ID "sha256:…". The export
 //     streams in once; as Docker and podman write the manifest after the
 //     layers, it is spooled to one unlinked temporary file and read from
-//     there in place (see [WithTempDir]). A stopped engine gives
+//     there in place (see [WithTempDir]); [WithProgress] receives the bytes
+//     read so far as [progress.PhaseResolve] events. A stopped engine gives
 //     [ErrEngineUnreachable]. No program is run;
 //   - a local path without a transport ("/srv/images/app", "./hello-oci:v1",
 //     "../save.tar.gz"): an OCI layout directory, or an archive whose content

@@ -21,6 +21,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/img2ext4/img2ext4/layerstream"
+	"github.com/img2ext4/img2ext4/progress"
 )
 
 // DefaultEngineHost is the Docker Engine API endpoint read for "docker-daemon:"
@@ -215,7 +216,11 @@ func resolveEngineImage(ctx context.Context, r reference, o *options) (*image, e
 	}
 	defer rc.Close()
 	label := "docker-daemon:" + img
-	fsys, err := spoolTar(ctx, rc, label, o.tempDir)
+	var in io.Reader = rc
+	if o.progress != nil {
+		in = &exportProgress{r: rc, fn: o.progress, start: time.Now()}
+	}
+	fsys, err := spoolTar(ctx, in, label, o.tempDir)
 	if err != nil {
 		return nil, fmt.Errorf("export image %s from the engine at %s: %w", img, c.host, err)
 	}
@@ -271,6 +276,29 @@ func resolveEngine(ctx context.Context, r reference, o *options, res *Resolved) 
 	}
 	res.Digest, res.Pinned = id, "docker-daemon:"+id.String()
 	return res, nil
+}
+
+// exportProgress reports the bytes of an engine export read so far as
+// [progress.PhaseResolve] events, at most every 100 ms: the export is part of
+// resolving the image, whose layers it lists only at its end.
+type exportProgress struct {
+	r     io.Reader
+	fn    progress.Func
+	start time.Time
+	last  time.Time
+	done  int64
+}
+
+func (p *exportProgress) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.done += int64(n)
+	if now := time.Now(); now.Sub(p.last) >= 100*time.Millisecond {
+		p.last = now
+		el := now.Sub(p.start)
+		p.fn(progress.Event{Phase: progress.PhaseResolve, Layer: -1, Total: -1, Done: p.done, Elapsed: el,
+			BytesPerSec: float64(p.done) / el.Seconds()})
+	}
+	return n, err
 }
 
 // spoolTar reads the tar stream r to its end, writing every regular file's
