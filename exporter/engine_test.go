@@ -235,6 +235,20 @@ func TestEngineSources(t *testing.T) {
 			t.Errorf("the pinned reference converts to another tree (-registry +pinned):\n%s", d)
 		}
 	})
+	// The spooled export is closed when the conversion returns, not when the garbage
+	// collector finds it: no descriptor of this process points at it any more.
+	t.Run("spool released", func(t *testing.T) {
+		convert(t, "docker-daemon:"+ref, engine)
+		fds, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skipf("no /proc/self/fd: %v", err)
+		}
+		for _, fd := range fds {
+			if target, _ := os.Readlink("/proc/self/fd/" + fd.Name()); strings.Contains(target, "ocifetch-engine-") {
+				t.Errorf("descriptor %s still holds the spooled export %s", fd.Name(), target)
+			}
+		}
+	})
 	// The export is reported while it streams in, as bytes of the resolve phase.
 	t.Run("progress", func(t *testing.T) {
 		var exported int64

@@ -52,7 +52,8 @@ var ErrUnsupported = errors.New("exporter: reference not supported by this expor
 var packages = map[string]string{"skopeo": "skopeo", "docker": "docker.io"}
 
 // Image resolves ref through the exporter mode selects and returns the image, read by
-// [ocifetch.Image] with opts, and a release function that removes what an exporter wrote.
+// [ocifetch.Image] with opts, and a release function that removes what an exporter wrote
+// and closes the temporary file ocifetch may read the image from ([ocifetch.Release]).
 // The image's layers are read from those files: call release only once they have been
 // read, and always, also after an error of the caller's. ctx bounds the programs run.
 func Image(ctx context.Context, ref string, mode Mode, opts ...ocifetch.Option) (img v1.Image, release func() error, err error) {
@@ -60,7 +61,7 @@ func Image(ctx context.Context, ref string, mode Mode, opts ...ocifetch.Option) 
 	switch mode {
 	case Native:
 		img, err := ocifetch.Image(ctx, ref, opts...)
-		return img, none, err
+		return img, releaser(img), err
 	case Skopeo:
 		return viaSkopeo(ctx, ref, opts)
 	case Docker:
@@ -80,9 +81,17 @@ func Image(ctx context.Context, ref string, mode Mode, opts ...ocifetch.Option) 
 			}
 			return dimg, release, nil
 		}
-		return img, none, err
+		return img, releaser(img), err
 	}
 	return nil, none, fmt.Errorf("exporter: unknown mode %q", mode)
+}
+
+// releaser returns a function that releases the temporary file img may hold.
+func releaser(img v1.Image) func() error {
+	if img == nil {
+		return func() error { return nil }
+	}
+	return func() error { return ocifetch.Release(img) }
 }
 
 // skopeoTransports are the transports skopeo 1.9 knows.
@@ -211,7 +220,8 @@ func export(ctx context.Context, program, ref string, opts []ocifetch.Option, ar
 	if err != nil {
 		return nil, release, fmt.Errorf("read the image %s exported from %s: %w", program, ref, err)
 	}
-	return img, release, nil
+	removeDir := release
+	return img, func() error { return errors.Join(ocifetch.Release(img), removeDir()) }, nil
 }
 
 // limitedBuffer keeps the first max bytes written to it.

@@ -17,7 +17,8 @@
 //     optional tag, NAME@DIGEST, or an image ID "sha256:…". The export
 //     streams in once; as Docker and podman write the manifest after the
 //     layers, it is spooled to one unlinked temporary file and read from
-//     there in place (see [WithTempDir]); [WithProgress] receives the bytes
+//     there in place (see [WithTempDir]) until [Release] closes it or the
+//     image is garbage collected; [WithProgress] receives the bytes
 //     read so far as [progress.PhaseResolve] events. A stopped engine gives
 //     [ErrEngineUnreachable]. No program is run;
 //   - a local path without a transport ("/srv/images/app", "./hello-oci:v1",

@@ -382,3 +382,30 @@ func (t *tarFS) spool(ctx context.Context, r io.Reader, w *os.File) error {
 		}
 	}
 }
+
+// Release closes the temporary file an image from [Image] reads its blobs from,
+// if it has one: the spooled export of a "docker-daemon:" image, or the
+// decompressed copy of a gzip- or zstd-compressed archive. Those files are
+// unlinked when made, so closing them gives their space back at once rather
+// than when the garbage collector finds them. The image's blobs cannot be read
+// after. Other images are left alone; Release returns nil for them.
+func Release(img v1.Image) error {
+	i, ok := img.(*image)
+	if !ok {
+		return nil
+	}
+	var fsys *tarFS
+	switch s := i.src.(type) {
+	case *archiveSource:
+		fsys = s.fs
+	case *layoutSource:
+		fsys, _ = s.fs.(*tarFS)
+	}
+	if fsys == nil || fsys.shared == nil {
+		return nil
+	}
+	if err := fsys.shared.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+		return fmt.Errorf("release %s: %w", fsys.path, err)
+	}
+	return nil
+}

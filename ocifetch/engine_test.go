@@ -163,3 +163,45 @@ func read(t *testing.T, fsys *tarFS, name string) string {
 	}
 	return string(b)
 }
+
+// TestRelease: Release closes the decompressed copy of a compressed archive (the same
+// kind of unlinked file as an engine export's spool), after which the image's blobs
+// cannot be read; a second Release and one of an image without such a file do nothing.
+func TestRelease(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "save.tar")
+	tag, _ := name.NewTag("example.com/a:v1")
+	if err := tarball.WriteToFile(plain, tag, randomImage(t, 300, 1, nil)); err != nil {
+		t.Fatal(err)
+	}
+	gz := plain + ".gz"
+	if b, err := exec.Command("gzip", "-k", plain).CombinedOutput(); err != nil {
+		t.Skipf("gzip: %v %s", err, b)
+	}
+	for _, tc := range []struct {
+		ref      string
+		readable bool // after Release
+	}{{"docker-archive:" + gz, false}, {"docker-archive:" + plain, true}} {
+		t.Run(filepath.Base(tc.ref), func(t *testing.T) {
+			img, err := Image(ctxBG, tc.ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			layers, _ := img.Layers()
+			readLayers(t, layers) // readable before
+			for range 2 {
+				if err := Release(img); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rc, err := layers[0].Compressed()
+			if err == nil {
+				_, err = io.Copy(io.Discard, rc)
+				rc.Close()
+			}
+			if (err == nil) != tc.readable {
+				t.Errorf("reading a layer after Release: err = %v, want readable %v", err, tc.readable)
+			}
+		})
+	}
+}
