@@ -147,6 +147,9 @@ func newEngineClient(host string) (*engineClient, error) {
 	return c, nil
 }
 
+// close closes the idle connection left by the last request.
+func (c *engineClient) close() { c.hc.CloseIdleConnections() }
+
 // get sends GET path to the engine. A response other than 200 becomes an
 // error naming the engine's message; the caller closes the body of a 200.
 func (c *engineClient) get(ctx context.Context, path string, what string) (io.ReadCloser, error) {
@@ -204,6 +207,7 @@ func resolveEngineImage(ctx context.Context, r reference, o *options) (*image, e
 	if err != nil {
 		return nil, err
 	}
+	defer c.close()
 	img := r.path
 	// Inspect first: it tells a missing image apart from an export that
 	// fails half-way, at the cost of one small request.
@@ -270,6 +274,7 @@ func resolveEngine(ctx context.Context, r reference, o *options, res *Resolved) 
 	if err != nil {
 		return nil, err
 	}
+	defer c.close()
 	id, err := c.inspect(ctx, r.path, o)
 	if err != nil {
 		return nil, fmt.Errorf("resolve image %s: %w", r, err)
