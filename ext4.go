@@ -47,7 +47,10 @@ type Ext4Options struct {
 	Label string
 	// UUID is the filesystem UUID as 32 hex digits, dashes allowed. The default derives
 	// it, and the directory hash seed, from the manifest digest, so the same image gives
-	// the same bytes.
+	// the same bytes. Given, it decides the hash seed too: versions of an image converted
+	// with the same UUID keep the metadata they share byte for byte (every metadata
+	// checksum depends on the UUID), which is what chunked, deduplicated stores of the
+	// images need.
 	UUID string
 	// NoJournal leaves out the JBD2 journal.
 	NoJournal bool

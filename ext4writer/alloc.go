@@ -20,6 +20,7 @@ type allocator struct {
 	// only, leaving the free runs free: the metadata of a stable layout
 	// (see skipTo).
 	cursorOnly bool
+	nfree      uint64 // blocks in the free runs
 }
 
 func newAllocator(limitBlocks uint64, descSize uint64) allocator {
@@ -86,6 +87,7 @@ func (a *allocator) alloc(n uint64) (start, cnt uint64, ok bool) {
 		start, cnt = r.start, min(n, r.n)
 		r.start += cnt
 		r.n -= cnt
+		a.nfree -= cnt
 		if r.n == 0 {
 			a.free = a.free[1:]
 		}
@@ -136,6 +138,7 @@ func (a *allocator) release(r run) {
 		return 0
 	})
 	a.free = slices.Insert(a.free, i, r)
+	a.nfree += r.n
 	// merge with next, then previous
 	if i+1 < len(a.free) && a.free[i].start+a.free[i].n == a.free[i+1].start {
 		a.free[i].n += a.free[i+1].n
@@ -149,6 +152,7 @@ func (a *allocator) release(r run) {
 	// give back the top of the cursor
 	if i == len(a.free)-1 && a.free[i].start+a.free[i].n == a.cursor {
 		a.cursor = a.free[i].start
+		a.nfree -= a.free[i].n
 		a.free = a.free[:i]
 	}
 }
@@ -161,6 +165,7 @@ func (a *allocator) allocContig(n uint64) (uint64, bool) {
 		if r.n >= n && !a.cursorOnly {
 			a.free[i].start += n
 			a.free[i].n -= n
+			a.nfree -= n
 			if a.free[i].n == 0 {
 				a.free = slices.Delete(a.free, i, i+1)
 			}
@@ -265,4 +270,8 @@ func (a *allocator) take(r run) {
 		}
 	}
 	a.free = out
+	a.nfree = 0
+	for _, x := range out {
+		a.nfree += x.n
+	}
 }

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
-	"slices"
-	"strings"
 
 	"github.com/img2ext4/img2ext4/ext4writer/internal/disk"
 )
@@ -56,39 +54,84 @@ func treeBlocks(n int) int {
 	return total
 }
 
-// number assigns inode numbers: the root is 2, lost+found 11, then each
-// directory's children in name order before descending into them.
+// number returns the live inodes by number and sets their ino. Each
+// keeps the number it was given when created (the root 2, lost+found 11,
+// then in order of creation), so that what is added last neither
+// renumbers what came before nor lands amid it: the inode tables and
+// directories (laid out in inode order) of two images that differ in
+// their last additions then stay alike. The numbers of removed inodes
+// stay free inodes in the tables, unless that would make the tables
+// larger than the inode ratio makes them anyway: then the numbers are
+// closed up, keeping their order.
 func (w *Writer) number() []*inode {
-	inodes := make([]*inode, 11, 11+w.ninodes)
+	inodes := make([]*inode, w.nextNum)
 	inodes[disk.RootIno] = w.root
-	w.root.ino = disk.RootIno
-	seen := func(in *inode) bool { return in.ino != 0 && int(in.ino) < len(inodes) && inodes[in.ino] == in }
-	if lf := w.root.dir.children["lost+found"]; lf != nil && lf.dir != nil {
-		lf.ino = disk.FirstIno
-		inodes = append(inodes, lf)
-	}
 	var walk func(d *inode)
 	walk = func(d *inode) {
-		names := make([]string, 0, len(d.dir.children))
-		for n := range d.dir.children {
-			names = append(names, n)
-		}
-		slices.SortFunc(names, strings.Compare)
-		for _, n := range names {
-			c := d.dir.children[n]
-			if !seen(c) {
-				c.ino = uint32(len(inodes))
-				inodes = append(inodes, c)
+		for _, c := range d.dir.children {
+			if inodes[c.num] == c {
+				continue // a hard link to an inode already placed
 			}
-		}
-		for _, n := range names {
-			if c := d.dir.children[n]; c.dir != nil {
+			inodes[c.num] = c
+			if c.dir != nil {
 				walk(c)
 			}
 		}
 	}
 	walk(w.root)
+	n := len(inodes)
+	for n > disk.FirstIno && inodes[n-1] == nil {
+		n--
+	}
+	inodes = inodes[:n]
+	if uint64(n-1) > w.inodeRoom() {
+		live := inodes[:disk.FirstIno:disk.FirstIno]
+		for _, in := range inodes[disk.FirstIno:] {
+			if in != nil {
+				live = append(live, in)
+			}
+		}
+		inodes = live
+	}
+	for i, in := range inodes {
+		if in != nil {
+			in.ino = uint32(i)
+		}
+	}
 	return inodes
+}
+
+// inodeRoom returns how many inode numbers the image will have room for
+// without counting them one by one: the fixed inode count, or what the
+// inode ratio gives the smallest image that holds the blocks written so
+// far, its journal and its free space, less the free inodes asked for (a
+// lower bound of what fit computes).
+func (w *Writer) inodeRoom() uint64 {
+	o := w.o
+	if o.inodeCount > 0 {
+		return uint64(o.inodeCount)
+	}
+	a := &w.alloc
+	t := uint64(o.size / blockSize)
+	if t == 0 {
+		t = a.cursor
+		if want := o.wantAvailable(a.cursor - a.nfree); want > a.nfree {
+			t += want - a.nfree
+		}
+		if o.journal {
+			t += max(disk.JournalBlocks(t), 1024)
+		}
+	}
+	rt := ceilDiv(t, blocksPerGroup/4) * (blocksPerGroup / 4)
+	if g := ceilDiv(t, blocksPerGroup); g > 1 {
+		rt = g * blocksPerGroup
+	}
+	room := rt * blockSize / uint64(o.inodeRatio)
+	extra := uint64(o.freeInodes) + uint64(o.freeSpace/o.inodeRatio)
+	if room < extra {
+		return 0
+	}
+	return room - extra
 }
 
 // plan lays out all metadata for the given geometry. With align > 0 the
@@ -133,22 +176,6 @@ func (w *Writer) plan(inodes []*inode, alloc allocator, groups uint64, ipg uint3
 			return nil, err
 		}
 	}
-	if jblocks > 0 {
-		j := &inode{mode: disk.SIFREG | 0o600, nlink: 1, size: int64(jblocks) * blockSize, ino: disk.JournalIno}
-		runs, ok := a.allocRuns(jblocks, nil)
-		if !ok {
-			return nil, fail()
-		}
-		var lb uint64
-		for _, r := range runs {
-			j.addExtent(lb, r.start, r.n)
-			lb += r.n
-		}
-		l.journal = j
-		if err := l.allocTree(j, take); err != nil {
-			return nil, err
-		}
-	}
 	var err error
 	if l.bb, err = take(groups); err != nil {
 		return nil, err
@@ -169,8 +196,8 @@ func (w *Writer) plan(inodes []*inode, alloc allocator, groups uint64, ipg uint3
 		}
 		if in.dir != nil {
 			minBlocks := 1
-			if in.ino == disk.FirstIno {
-				minBlocks = 4
+			if in == w.root.dir.children["lost+found"] {
+				minBlocks = 4 // room for e2fsck to reconnect files
 			}
 			if in.dir.layout == nil {
 				d, err := w.layoutDir(in, g, minBlocks)
@@ -228,6 +255,24 @@ func (w *Writer) plan(inodes []*inode, alloc allocator, groups uint64, ipg uint3
 			}
 		}
 	}
+	// the journal last: it is written but for its first block, so where
+	// it lands, and how much of the free blocks it takes, changes no bytes
+	if jblocks > 0 {
+		j := &inode{mode: disk.SIFREG | 0o600, nlink: 1, size: int64(jblocks) * blockSize, ino: disk.JournalIno}
+		runs, ok := a.allocRuns(jblocks, nil)
+		if !ok {
+			return nil, fail()
+		}
+		var lb uint64
+		for _, r := range runs {
+			j.addExtent(lb, r.start, r.n)
+			lb += r.n
+		}
+		l.journal = j
+		if err := l.allocTree(j, take); err != nil {
+			return nil, err
+		}
+	}
 	return l, nil
 }
 
@@ -260,9 +305,12 @@ func (l *layout) allocTree(in *inode, take func(uint64) ([]uint64, error)) error
 // fixed size, the *SizeError tells the smallest size that would.
 func (w *Writer) finish() (*layout, error) {
 	if lf := w.root.dir.children["lost+found"]; lf == nil {
-		w.root.dir.children["lost+found"] = &inode{mode: disk.SIFDIR | 0o700, nlink: 2, dir: &dirInfo{parent: w.root, children: map[string]*inode{}}}
+		w.root.dir.children["lost+found"] = &inode{mode: disk.SIFDIR | 0o700, nlink: 2, dir: &dirInfo{parent: w.root, children: map[string]*inode{}}, num: w.newNum()}
 		w.root.dir.nsub++
 		w.ninodes++
+	}
+	if w.nextNum > 1<<32 {
+		return nil, opErr("close", "", ErrTooManyInodes)
 	}
 	inodes := w.number()
 	for _, in := range inodes {
@@ -629,9 +677,21 @@ func (w *Writer) writeMeta(l *layout) error {
 		sb.JnlBlocks[16] = uint32(l.journal.size)
 	}
 
-	// inode tables
+	// inode tables, each written up to its last inode in use; the numbers
+	// removed inodes left free are empty inodes
 	ipg := uint64(l.ipg)
 	maxIno := uint64(len(l.inodes) - 1)
+	inUse := func(ino uint64) bool { return ino < disk.FirstIno || l.inodes[ino] != nil }
+	// lastUsed returns the last inode in use of group grp, or 0
+	lastUsed := func(grp uint64) uint64 {
+		first := grp*ipg + 1
+		for ino := min(maxIno, first+ipg-1); ino >= first; ino-- {
+			if inUse(ino) {
+				return ino
+			}
+		}
+		return 0
+	}
 	usedDirs := make([]uint32, l.groups)
 	var tbl []byte
 	for grp := range l.groups {
@@ -639,7 +699,10 @@ func (w *Writer) writeMeta(l *layout) error {
 		if first > maxIno {
 			break
 		}
-		last := min(maxIno, first+ipg-1)
+		last := lastUsed(grp)
+		if last == 0 {
+			continue
+		}
 		n := int(last-first+1) * disk.InodeSize
 		if cap(tbl) < n {
 			tbl = make([]byte, n)
@@ -715,16 +778,21 @@ func (w *Writer) writeMeta(l *layout) error {
 		}
 		// inode bitmap
 		first := grp*ipg + 1
-		usedHere := uint64(0)
-		if first <= maxIno {
-			usedHere = min(maxIno, first+ipg-1) - first + 1
-		}
+		usedHere, high := uint64(0), uint64(0)
 		clear(bm)
-		setBits(bm, 0, usedHere, true)
+		if last := lastUsed(grp); last > 0 {
+			high = last - first + 1
+			for ino := first; ino <= last; ino++ {
+				if inUse(ino) {
+					bm[(ino-first)/8] |= 1 << ((ino - first) % 8)
+					usedHere++
+				}
+			}
+		}
 		setBits(bm, ipg, 8*blockSize, true)
 		gd.FreeInodes = uint32(ipg - usedHere)
 		freeInodes += ipg - usedHere
-		gd.ItableUnused = uint32(ipg - usedHere)
+		gd.ItableUnused = uint32(ipg - high)
 		gd.Flags = disk.BGInodeZeroed
 		if usedHere == 0 {
 			gd.Flags |= disk.BGInodeUninit

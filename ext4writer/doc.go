@@ -44,18 +44,27 @@
 //
 // File bodies go where they are written, in the order they come: a layer
 // applier that writes the lower layers first puts their data at the same
-// blocks whatever comes above them. The metadata written at Close (inode
-// tables, bitmaps, directories, journal) goes above the file data, from
-// the next multiple of a large power of two (up to half the free space
-// asked for, at least 2 MiB), when the gap this leaves below it is part
-// of the free space the image has anyway; only when the image would grow
-// does it fill the blocks of removed files first. The inode ratio counts
-// whole groups (quarter groups in an image of one group), so the inodes
-// per group do not change with small changes of the size: at most one
-// group's share of inodes more than the ratio asks (2 MiB of inode table
-// at the default ratio). Two images that differ only in what was written
-// last then keep most of their bytes at the same offsets, which is what
-// chunked, deduplicated stores of images need.
+// blocks whatever comes above them. Inodes are numbered in order of
+// creation (the numbers of removed inodes stay free), so what is added
+// last neither renumbers nor lands amid what came before. Blocks freed by
+// removed files are left for Close while they are no more than the
+// journal, inode tables and free space the image gets anyway, and later
+// bodies go above the data; beyond that, bodies fill them. Close lays out
+// the metadata (inode tables, bitmaps, directories in inode order, then
+// the journal) in those freed blocks first, or, when that leaves the
+// image no larger, above the file data from the next multiple of a large
+// power of two (up to half the free space asked for, at least 2 MiB): the
+// gap is free space the image has anyway. The inode ratio counts whole
+// groups (quarter groups in an image of one group), so the inodes per
+// group do not change with small changes of the size: at most one group's
+// share of inodes more than the ratio asks (2 MiB of inode table at the
+// default ratio, 512 KiB in a one-group image). Free inode numbers cost
+// nothing while the ratio gives more inodes than the highest number; past
+// that, the numbers are closed up, in order. Two images that differ only
+// in what was written last then keep most of their bytes at the same
+// offsets, which is what chunked, deduplicated stores of images need;
+// giving both the same UUID ([WithUUID]) keeps the metadata they share
+// byte for byte too, as every metadata checksum depends on it.
 //
 // # Format
 //

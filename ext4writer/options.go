@@ -88,6 +88,9 @@ func makeOptions(opts []Option) (*options, error) {
 	}
 	if !o.hashSeedSet {
 		h := sha256.Sum256([]byte("hashseed\x00" + o.seed))
+		if o.uuidSet {
+			h = sha256.Sum256(append([]byte("hashseed-uuid\x00"), o.uuid[:]...))
+		}
 		copy(o.hashSeed[:], h[:16])
 	}
 	return o, nil
@@ -124,7 +127,12 @@ func WithLabel(label string) Option {
 }
 
 // WithUUID sets the filesystem UUID, which must not be all zeros. The
-// default is derived from the seed (see [WithSeed]).
+// default is derived from the seed (see [WithSeed]). A UUID given also
+// decides the directory hash seed unless [WithHashSeed] sets it: the
+// metadata checksums (seeded by the UUID) and the order of large
+// directories' entries then depend on the UUID only, so that versions of
+// an image written with the same UUID keep their unchanged metadata
+// byte for byte.
 func WithUUID(uuid [16]byte) Option {
 	return func(o *options) error {
 		if uuid == [16]byte{} {
@@ -136,7 +144,8 @@ func WithUUID(uuid [16]byte) Option {
 }
 
 // WithHashSeed sets the directory hash seed, which must not be all
-// zeros. The default is derived from the seed (see [WithSeed]).
+// zeros. The default is derived from the UUID when [WithUUID] gives it,
+// else from the seed (see [WithSeed]).
 func WithHashSeed(seed [16]byte) Option {
 	return func(o *options) error {
 		if seed == [16]byte{} {

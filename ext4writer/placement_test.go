@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"regexp"
 	"testing"
 )
@@ -40,6 +41,17 @@ func placementLower() []entry {
 	return ents
 }
 
+// placementHoles is a lower layer that removes a quarter of layer 1's
+// directories, leaving free blocks amid the content, as a layer of
+// whiteouts does.
+func placementHoles() []entry {
+	var ents []entry
+	for d := 10; d < 20; d++ {
+		ents = append(ents, entry{name: fmt.Sprintf("l1/d%02d", d), remove: true})
+	}
+	return append(ents, entry{name: "l3", mode: 0o755 | os.ModeDir}, entry{name: "l3/f", mode: 0o644, data: randData(300000, 100<<10)})
+}
+
 // placementTop is version 2's top layer: it adds a program (a new
 // directory tree), a file into an existing directory, and removes a file
 // of layer 1. changed is the number of directories whose entries change.
@@ -57,6 +69,68 @@ func placementTop() (top []entry, data int64, removed int64, changed int) {
 		data += int64(len(e.data))
 	}
 	return top, data, int64(len(randData(30007, 1+int(30007*7919%6000)))), 6 // ., app, app/bin, app/etc, l1/d05, l1/d30
+}
+
+// TestStablePlacement builds both versions and counts the chunks of
+// version 2 that differ from version 1's at the same offset. A chunk may
+// differ only where the top layer puts something: its file data, the
+// removed file's blocks, the superblock, the two bitmaps, the inode table
+// chunks of the new inodes and of the directories that changed, and the
+// blocks of those directories. Before placement was made stable, the
+// metadata followed the top layer's data, and most of it moved.
+func TestStablePlacement(t *testing.T) {
+	const chunk = 64 << 10
+	top, data, removed, changed := placementTop()
+	bound := int(ceilDiv(uint64(data), chunk)+1) + // top layer's data, contiguous
+		int(ceilDiv(uint64(removed), chunk)+1) + // the removed file's blocks, zeroed
+		1 + 2 + // superblock and descriptors; block and inode bitmaps
+		2 + 2*changed // inode table chunks of the new inodes, then per changed directory its inode and blocks
+	for _, tc := range []struct {
+		name  string
+		lower []entry
+		opts  []Option
+	}{
+		{"appended", placementLower(), nil},
+		{"legacy", placementLower(), []Option{WithLegacy()}},
+		{"align-2M", placementLower(), []Option{WithAlign(2 << 20)}},
+		{"holes", append(placementLower(), placementHoles()...), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v1 := buildImage(t, tc.lower, tc.opts...)
+			v2 := buildImage(t, append(tc.lower[:len(tc.lower):len(tc.lower)], top...), tc.opts...)
+			a, err := os.ReadFile(v1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(v2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var nonzero, differ int
+			var at []int
+			zero := make([]byte, chunk)
+			for off := 0; off < len(b); off += chunk {
+				cb := b[off:min(off+chunk, len(b))]
+				if bytes.Equal(cb, zero[:len(cb)]) {
+					continue
+				}
+				nonzero++
+				if off+len(cb) > len(a) || !bytes.Equal(cb, a[off:off+len(cb)]) {
+					differ++
+					at = append(at, off/chunk)
+				}
+			}
+			t.Logf("version 2: %d bytes, %d non-zero chunks of %d KiB, %d differ from version 1 at the same offset (at most %d expected): %v",
+				len(b), nonzero, chunk>>10, differ, bound, at)
+			if differ > bound {
+				t.Errorf("%d of version 2's %d non-zero chunks differ from version 1's at the same offset, want at most %d", differ, nonzero, bound)
+			}
+			if _, err := exec.LookPath("e2fsck"); err == nil {
+				fsck(t, v1)
+				fsck(t, v2)
+			}
+		})
+	}
 }
 
 // TestStableMetadata checks where the group metadata goes: version 2's

@@ -65,6 +65,7 @@ type inode struct {
 	xattrs                      []xattr
 	ext                         []disk.Extent // data (or, at Close, directory) extents
 	dir                         *dirInfo
+	num                         uint32 // inode number given at creation (see Writer.number)
 
 	// set while laying out
 	ino   uint32
@@ -105,6 +106,7 @@ type Writer struct {
 
 	root    *inode
 	ninodes uint64 // live inodes besides the root
+	nextNum uint64 // the next inode number to give
 	alloc   allocator
 
 	cur       *inode
@@ -191,9 +193,10 @@ func New(f io.WriterAt, opts ...Option) (*Writer, error) {
 	if o.size > 0 {
 		w.alloc.limit = uint64(o.size / blockSize)
 	}
-	w.root = &inode{mode: disk.SIFDIR | 0o755, nlink: 2, dir: &dirInfo{children: map[string]*inode{}}}
+	w.root = &inode{mode: disk.SIFDIR | 0o755, nlink: 2, dir: &dirInfo{children: map[string]*inode{}}, num: disk.RootIno}
 	w.root.dir.parent = w.root
-	lf := &inode{mode: disk.SIFDIR | 0o700, nlink: 2, dir: &dirInfo{parent: w.root, children: map[string]*inode{}}}
+	w.nextNum = disk.FirstIno
+	lf := &inode{mode: disk.SIFDIR | 0o700, nlink: 2, dir: &dirInfo{parent: w.root, children: map[string]*inode{}}, num: w.newNum()}
 	w.root.dir.children["lost+found"] = lf
 	w.root.dir.nsub++
 	w.ninodes++
@@ -396,6 +399,7 @@ func (w *Writer) Create(name string, f *File) error {
 			return w.err
 		}
 	}
+	in.num = w.newNum()
 	parent.dir.children[strings.Clone(base)] = in
 	w.ninodes++
 	if mode&disk.SIFMT == disk.SIFREG && in.size > 0 {
@@ -422,7 +426,13 @@ func (w *Writer) writeSymlink(in *inode) error {
 // allocData allocates up to n contiguous blocks for file data. When a
 // fixed size is exhausted, it switches to overflow mode.
 func (w *Writer) allocData(n uint64) (start, cnt uint64, ok bool) {
+	w.alloc.cursorOnly = w.keepHoles()
 	start, cnt, ok = w.alloc.alloc(n)
+	if !ok && w.alloc.cursorOnly {
+		w.alloc.cursorOnly = false // the cursor is at the fixed size's end
+		start, cnt, ok = w.alloc.alloc(n)
+	}
+	w.alloc.cursorOnly = false
 	if !ok && w.o.size > 0 && !w.overflow {
 		if err := w.flush(); err != nil {
 			return 0, 0, false
@@ -435,6 +445,33 @@ func (w *Writer) allocData(n uint64) (start, cnt uint64, ok bool) {
 		w.dirty.remove(run{start, cnt}) // the new body overwrites them whole
 	}
 	return start, cnt, ok
+}
+
+// keepHoles reports whether file data should leave the blocks that
+// removed files freed alone and go to the cursor. Close lays out its
+// metadata in those blocks first, and what it leaves is free space, so
+// keeping them costs no size while they are no more than the journal, the
+// inode tables and the free space an image of what is written so far
+// gets anyway; then the layout at Close is the same whatever is written
+// after the removals, up to where its metadata reaches. Beyond that,
+// bodies fill them as before. In an image of fixed size, bodies fill them
+// once the cursor reaches its end.
+func (w *Writer) keepHoles() bool {
+	a := &w.alloc
+	if a.nfree == 0 {
+		return false
+	}
+	if w.o.size > 0 {
+		return true
+	}
+	t := a.cursor
+	budget := w.o.wantAvailable(t - a.nfree)
+	if w.o.journal {
+		budget += max(disk.JournalBlocks(t), 1024)
+	}
+	// inode tables at the inode ratio, as fit counts them at least
+	budget += (w.inodeRoom() + uint64(w.o.freeInodes)) * disk.InodeSize / blockSize
+	return a.nfree <= budget
 }
 
 func (w *Writer) sizeErr(op string) *SizeError {
@@ -755,6 +792,15 @@ func (w *Writer) writeBlocks(p []byte) error {
 	}
 	w.lblk += nb
 	return nil
+}
+
+// newNum returns the number of a new inode: the next in order of
+// creation. Numbers of removed inodes are not given again, so that an
+// inode added last never lands amid the earlier ones (see number). Close
+// fails with ErrTooManyInodes when they pass 2^32-1.
+func (w *Writer) newNum() uint32 {
+	w.nextNum++
+	return uint32(w.nextNum - 1)
 }
 
 func (in *inode) addExtent(lblk, start, n uint64) {
