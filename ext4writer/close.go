@@ -376,18 +376,22 @@ const (
 
 // metaAligns returns the alignments of the metadata region to try for an
 // image that leaves avail blocks available: the largest power of two up
-// to half of that (a gap below the metadata of up to half the free
-// space; the larger the alignment, the more the content may grow without
-// moving the metadata), then the smallest.
+// to that (the larger the alignment, the more the content may grow
+// without moving the metadata; the gap below it, up to the alignment,
+// is part of the free space), half of it, then the smallest. The size
+// check in fitStable rejects those that would make the image larger.
 func metaAligns(avail uint64) []uint64 {
 	a := uint64(minMetaAlign)
-	for a*2 <= avail/2 && a < maxMetaAlign {
+	for a*2 <= avail && a < maxMetaAlign {
 		a *= 2
 	}
-	if a == minMetaAlign {
+	switch {
+	case a == minMetaAlign:
 		return []uint64{a}
+	case a/2 == minMetaAlign:
+		return []uint64{a, minMetaAlign}
 	}
-	return []uint64{a, minMetaAlign}
+	return []uint64{a, a / 2, minMetaAlign}
 }
 
 // regroup chooses the blocks per group for an image of about t blocks in

@@ -53,8 +53,9 @@
 // the metadata (inode tables, bitmaps, directories in inode order, then
 // the journal) in those freed blocks first, or, when that leaves the
 // image no larger, above the file data from the next multiple of a large
-// power of two (up to half the free space asked for, at least 2 MiB): the
-// gap is free space the image has anyway. The inode ratio counts whole
+// power of two (up to the free space asked for, at least 2 MiB): the gap
+// is free space the image has anyway, and the content may grow by up to
+// the alignment without moving the metadata. The inode ratio counts whole
 // groups (quarter groups in an image of one group), so the inodes per
 // group do not change with small changes of the size: at most one group's
 // share of inodes more than the ratio asks (2 MiB of inode table at the

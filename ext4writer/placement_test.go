@@ -94,6 +94,10 @@ func TestStablePlacement(t *testing.T) {
 		{"legacy", placementLower(), []Option{WithLegacy()}},
 		{"align-2M", placementLower(), []Option{WithAlign(2 << 20)}},
 		{"holes", append(placementLower(), placementHoles()...), nil},
+		// no free space to speak of: the metadata goes into the freed
+		// blocks, which the top layer's bodies must leave alone (the
+		// ratio leaves room for the free inode numbers)
+		{"holes-minimal", append(placementLower(), placementHoles()...), []Option{WithFreeSpace(0), WithInodeRatio(4096)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v1 := buildImage(t, tc.lower, tc.opts...)
