@@ -218,6 +218,9 @@ func (a *applier) applyTar(tr *tar.Reader) error {
 			if errors.Is(err, ErrLimit) || a.ctx.Err() != nil {
 				return fmt.Errorf("layer %s: %w", a.digest, err)
 			}
+			if name, why := sparseDiagnosis(a.src.headers()); why != nil && !a.src.recBig {
+				return a.entryErr("apply", name, fmt.Errorf("%w: %w (%w)", ErrInvalidEntry, why, err))
+			}
 			return fmt.Errorf("layer %s: read tar: %w", a.digest, err)
 		}
 		var body io.Reader = tr
@@ -225,7 +228,7 @@ func (a *applier) applyTar(tr *tar.Reader) error {
 			if a.src.recBig {
 				return a.entryErr("apply", hdr.Name, fmt.Errorf("%w: sparse entry after more than %d bytes of headers", ErrInvalidEntry, maxHeaderRecord))
 			}
-			segs, _, err := sparseMap(hdr, a.src.rec)
+			segs, _, err := sparseMap(hdr, a.src.headers())
 			if err != nil {
 				return a.entryErr("apply", hdr.Name, fmt.Errorf("%w: %w", ErrInvalidEntry, err))
 			}

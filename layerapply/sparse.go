@@ -55,16 +55,18 @@ const maxHeaderRecord = 4<<20 + 4*512
 
 // tarSource is the reader under a layer's tar.Reader (see "Sparse tar entries").
 type tarSource struct {
-	r      io.Reader
-	rec    []byte // what Next read, while recording
-	recOn  bool
-	recBig bool  // the record passed maxHeaderRecord
-	owed   int64 // bytes a sparseBody took that the tar.Reader has not skipped yet
+	r        io.Reader
+	rec      []byte // what Next read, while recording
+	recOn    bool
+	recBig   bool  // the record passed maxHeaderRecord
+	recStart int64 // the stream offset of rec[0]
+	read     int64 // bytes read from r
+	owed     int64 // bytes a sparseBody took that the tar.Reader has not skipped yet
 }
 
 // reset starts reading a new layer from r.
 func (s *tarSource) reset(r io.Reader) *tarSource {
-	s.r, s.rec, s.recOn, s.recBig, s.owed = r, s.rec[:0], false, false, 0
+	*s = tarSource{r: r, rec: s.rec[:0]}
 	return s
 }
 
@@ -77,6 +79,7 @@ func (s *tarSource) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	n, err := s.r.Read(p)
+	s.read += int64(n)
 	if s.recOn && n > 0 {
 		if len(s.rec)+n > maxHeaderRecord {
 			s.recBig = true
@@ -90,7 +93,17 @@ func (s *tarSource) Read(p []byte) (int, error) {
 // startRecord starts recording what Next reads. The previous entry's data must have been
 // read to its end, so that the record starts with its padding.
 func (s *tarSource) startRecord() {
-	s.rec, s.recOn, s.recBig = s.rec[:0], true, false
+	s.rec, s.recOn, s.recBig, s.recStart = s.rec[:0], true, false, s.read
+}
+
+// headers returns the record from the first header block on: headers start at multiples of
+// 512 bytes in the stream.
+func (s *tarSource) headers() []byte {
+	pad := int(-s.recStart & 511)
+	if pad > len(s.rec) {
+		return nil
+	}
+	return s.rec[pad:]
 }
 
 // stopRecord stops recording.
@@ -99,6 +112,7 @@ func (s *tarSource) stopRecord() { s.recOn = false }
 // take reads data of the current entry for a sparseBody.
 func (s *tarSource) take(p []byte) (int, error) {
 	n, err := s.r.Read(p)
+	s.read += int64(n)
 	s.owed += int64(n)
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
@@ -123,7 +137,8 @@ func isSparse(hdr *tar.Header) bool {
 }
 
 // sparseMap returns the data segments of the sparse entry hdr that Next just returned, with
-// rec the bytes Next read, and the number of bytes of data that follow in the stream.
+// rec the headers Next read (see tarSource.headers), and the number of bytes of data that
+// follow in the stream.
 func sparseMap(hdr *tar.Header, rec []byte) ([]Segment, int64, error) {
 	main, tail, err := mainHeader(rec)
 	if err != nil {
@@ -162,12 +177,11 @@ func sparseMap(hdr *tar.Header, rec []byte) ([]Segment, int64, error) {
 	return segs, physical, err
 }
 
-// mainHeader finds, in what tar.Reader.Next read for one entry, the entry's own header
-// block and what was read after it. rec starts with the padding of the entry before, then
-// holds the blocks of any PAX ('x'), long name ('L') and long link ('K') headers with their
-// data, then the entry's header.
+// mainHeader finds, in the headers tar.Reader.Next read for one entry, the entry's own
+// header block and what was read after it. rec holds the blocks of any PAX ('x'), long
+// name ('L') and long link ('K') headers with their data, then the entry's header.
 func mainHeader(rec []byte) (main, tail []byte, err error) {
-	b := rec[len(rec)%512:]
+	b := rec
 	for len(b) >= 512 {
 		h := b[:512]
 		switch h[156] {
@@ -518,4 +532,108 @@ func eachSegment(e *Entry, body io.Reader, fn func(off int64, r io.Reader, n int
 		pos = s.End()
 	}
 	return nil
+}
+
+// sparseDiagnosis says what is wrong with a sparse entry that archive/tar refused, when rec
+// (the headers Next read before failing, see tarSource.headers) holds one: archive/tar says
+// only "invalid tar header". It returns the entry's name and the reason, or nil when rec
+// holds no sparse entry or its map looks right.
+func sparseDiagnosis(rec []byte) (string, error) {
+	var pax map[string]string
+	var main, tail []byte
+	for b := rec; len(b) >= 512 && main == nil; {
+		h := b[:512]
+		switch h[156] {
+		case tar.TypeXHeader, tar.TypeGNULongName, tar.TypeGNULongLink:
+			n, ok := parseNumeric(h[124:136])
+			if !ok || n < 0 {
+				return "", nil
+			}
+			if h[156] == tar.TypeXHeader {
+				pax = paxRecords(b[512:min(int64(len(b)), 512+n)])
+			}
+			if 512+(n+511)&^511 > int64(len(b)) {
+				return "", nil
+			}
+			b = b[512+(n+511)&^511:]
+		default:
+			main, tail = h, b[512:]
+		}
+	}
+	if main == nil {
+		return "", nil
+	}
+	name := string(main[:100])
+	if i := strings.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	for _, k := range []string{"path", "GNU.sparse.name"} {
+		if pax[k] != "" {
+			name = pax[k]
+		}
+	}
+	physical, _ := parseNumeric(main[124:136])
+	if v, err := strconv.ParseInt(pax["size"], 10, 64); err == nil {
+		physical = v
+	}
+	var segs []Segment
+	var err error
+	size := physical
+	switch {
+	case main[156] == tar.TypeGNUSparse:
+		segs, err = parseOldGNUMap(main, tail)
+		size, _ = parseNumeric(main[483:495])
+	case isSparse(&tar.Header{PAXRecords: pax}):
+		for _, k := range []string{"GNU.sparse.realsize", "GNU.sparse.size"} {
+			if v, perr := strconv.ParseInt(pax[k], 10, 64); perr == nil {
+				size = v
+			}
+		}
+		if pax["GNU.sparse.major"] == "1" {
+			var used int
+			segs, used, err = parseSparse1x0(tail)
+			physical -= int64(used)
+		} else {
+			segs, err = parseSparse0x1(pax["GNU.sparse.numblocks"], pax["GNU.sparse.map"])
+		}
+	default:
+		return "", nil
+	}
+	if err == nil {
+		_, err = checkSegments(segs, size, physical)
+	}
+	return name, err
+}
+
+// paxRecords reads PAX records ("LEN KEY=VALUE\n") as far as they are well formed, joining
+// the 0.0 sparse format's GNU.sparse.offset and GNU.sparse.numbytes records into
+// GNU.sparse.map as archive/tar does.
+func paxRecords(b []byte) map[string]string {
+	recs := map[string]string{}
+	var list []string
+	for len(b) > 0 {
+		sp := bytes.IndexByte(b, ' ')
+		if sp <= 0 {
+			break
+		}
+		n, err := strconv.Atoi(string(b[:sp]))
+		if err != nil || n <= sp+1 || n > len(b) || b[n-1] != '\n' {
+			break
+		}
+		k, v, ok := strings.Cut(string(b[sp+1:n-1]), "=")
+		if !ok {
+			break
+		}
+		switch k {
+		case "GNU.sparse.offset", "GNU.sparse.numbytes":
+			list = append(list, v)
+		default:
+			recs[k] = v
+		}
+		b = b[n:]
+	}
+	if len(list) > 0 {
+		recs["GNU.sparse.map"] = strings.Join(list, ",")
+	}
+	return recs
 }
