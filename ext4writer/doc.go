@@ -6,7 +6,10 @@
 // [Writer.Link] (hard links) and removed with [Writer.Remove]. A regular
 // file's body follows its Create through [Writer.Write] or
 // [Writer.ReadFrom] and is written once, straight into the blocks it
-// occupies in the image; all-zero 4 KiB blocks become holes. Blocks of
+// occupies in the image; all-zero 4 KiB blocks become holes, and a
+// sparse file's holes are passed over with [Writer.Skip] without being
+// written or given blocks (a 1 TiB file of a few data blocks costs a few
+// blocks). Blocks of
 // removed files are reused by later ones, and those still free at Close
 // are made to read back zeros, so the image keeps no deleted data: holes
 // are punched in a regular file, a destination implementing

@@ -27,6 +27,20 @@
 // SCHILY.xattr and LIBARCHIVE.xattr records are understood. A repeated entry for one path
 // replaces the earlier one.
 //
+// Sparse files (GNU tar's PAX formats 0.0, 0.1 and 1.0 and the old GNU type 'S') are
+// applied from their maps: Apply reads a sparse entry's map itself, checks it (segments
+// sorted, apart, inside the file's size, at most [MaxSparseSegments], their data exactly
+// what the entry holds) and hands the sink an [Entry] whose Sparse field lists the data
+// segments, with a body that seeks over the holes, so that no sink reads or writes the
+// zeros of a hole: [NewExt4] gives holes no blocks, [NewDir] writes the segments at their
+// offsets and sets the size, [NewTar] writes a PAX 1.0 sparse entry. A map that breaks
+// these rules is an [ErrInvalidEntry] saying which segment is wrong. A 1 TiB sparse entry
+// converts into an ext4 image in about 25 ms with 52 KiB written, metadata included
+// (BenchmarkSparseTiB, 2 cores, load average 6.5; archive/tar filling its holes with zeros
+// took 48 s). Dense files' all-zero 4 KiB blocks are found by bytes.Equal against a block
+// of zeros (about 30 GB/s here, 10 times the 8-byte OR loop it replaced, BenchmarkIsZero)
+// and left as holes by the ext4 and directory sinks.
+//
 // Metadata is decided here too, once for every sink, as ext4 and the kernel can hold and
 // mean it (see [Warning]): a v3 file capability is kept (as v2) only for the namespace root
 // uid 0, since for any other uid it would grant the capability to real root; malformed
