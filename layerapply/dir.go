@@ -239,7 +239,7 @@ func copySparse(f *os.File, r io.Reader, off int64, buf []byte) (int64, error) {
 }
 
 // isZero reports whether b, at most 4 KiB, is all zeros: bytes.Equal against a shared
-// block of zeros, which runs vector-wide (BenchmarkIsZero: ~17 times the speed of a loop
+// block of zeros, which runs vector-wide (BenchmarkIsZero: ~10 times the speed of a loop
 // ORing 8 bytes at a time).
 func isZero(b []byte) bool { return bytes.Equal(b, zeroBlock[:len(b)]) }
 
