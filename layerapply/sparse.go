@@ -45,7 +45,14 @@ const MaxSparseSegments = 1 << 20
 // archive/tar has already accepted the entry and its map before any of this runs, so the
 // map parsed here is one archive/tar validated too; the parsers here are stricter (every
 // number a plain decimal, segments sorted and apart, the data exactly as long as the
-// segments) and refuse with a message saying what is wrong.
+// segments) and refuse with a message saying what is wrong. When archive/tar refuses a
+// sparse entry itself ("invalid tar header"), sparseDiagnosis reads the same record to
+// say why.
+//
+// This relies on what a tar.Reader does with its reader, not on its internals: it reads
+// headers and data in order, buffers nothing, and skips what was not read of an entry by
+// reading it (a tarSource is no io.Seeker). The tests that compare every GNU tar format
+// with GNU tar's own extraction would see it change.
 
 // maxHeaderRecord bounds the bytes a tarSource records during one tar.Reader.Next:
 // archive/tar reads at most 1 MiB of each kind of header (PAX records, long name, long
