@@ -473,6 +473,10 @@ func (a *applier) link(hdr *tar.Header, final bool) error {
 	if old == target || (old != nil && old.parent == target.parent && old.name == target.name) {
 		return nil // a link to itself changes nothing
 	}
+	if old != nil && old.isDir() && strings.HasPrefix(target.path(), full+"/") {
+		// Replacing the directory would remove the target first (GNU tar refuses too).
+		return fmt.Errorf("%w: hard link %q would replace the directory that holds its target %q", ErrInvalidEntry, hdr.Name, hdr.Linkname)
+	}
 	h, err := a.header(full, hdr)
 	if err != nil {
 		return err

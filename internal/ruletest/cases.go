@@ -272,6 +272,11 @@ var Cases = []Case{
 		WantErr: layerapply.ErrInvalidEntry,
 	},
 	{
+		Name:    "hard link replacing the directory that holds its target",
+		Layers:  [][]E{{dir("a"), file("a/x", "1")}, {link("a", "a/x")}},
+		WantErr: layerapply.ErrInvalidEntry,
+	},
+	{
 		Name:    "hard-linked whiteout",
 		Layers:  [][]E{{file("a", "1")}, {link(".wh.a", "a")}},
 		WantErr: layerapply.ErrInvalidEntry,
