@@ -157,6 +157,8 @@ func FuzzMerge(f *testing.F) {
 		{0, 1, 1, 1, 3, 2, 0, 0, 3, 0, 1, 0, 6, 0, 0, 0, 0, 1, 2, 2, 4, 2, 0, 0},
 		// symlinked parent: b -> a, then b/x is written into a
 		{1, 0, 0, 0, 2, 1, 0, 0, 6, 0, 0, 0, 0, 5, 1, 0x85},
+		// a relative symlink in a subdirectory climbing out of it: a/x -> ../b, then a/x/z is b/z
+		{1, 0, 0, 0, 2, 3, 3, 0, 0, 6, 0, 0},
 		// type changes: file -> dir -> symlink -> fifo -> device
 		{0, 0, 0, 0, 6, 0, 0, 0, 1, 0, 1, 0, 0, 3, 0, 0, 6, 0, 0, 0, 2, 0, 4, 0, 6, 0, 0, 0, 7, 0, 2, 0, 6, 0, 0, 0, 8, 0, 3, 9},
 		// whiteout of a directory re-declared in the same layer keeps what the layer wrote
