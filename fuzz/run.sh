@@ -10,6 +10,10 @@
 # minimizes every new interesting input before it fuzzes on, which for targets that take
 # a tenth of a second an exec stalled whole campaigns for a minute at a time). A crasher stops
 # nothing: go test writes it to testdata/fuzz/TARGET and the script goes on, then exits 1.
+# FUZZ_KEEP (default 25) caps how many new corpus entries one campaign adds to testdata:
+# every entry runs in each go test, and some targets take a tenth of a second an input
+# (FuzzMerge: three conversions and e2fsck). The rest stay in GOCACHE/fuzz, where the next
+# campaign on this machine starts from them.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -21,6 +25,7 @@ duration=$1
 shift
 parallel=${FUZZ_PARALLEL:-1}
 minimize=${FUZZ_MINIMIZE:-20x}
+keep=${FUZZ_KEEP:-25}
 module=$(go list -m)
 cache=$(go env GOCACHE)/fuzz
 
@@ -64,10 +69,14 @@ for t in "${targets[@]}"; do
 	if ! nice -n 19 go test -run '^$' -fuzz "^$name\$" -fuzztime "$duration" -fuzzminimizetime "$minimize" -parallel "$parallel" "$pkg"; then
 		status=1
 	fi
-	# New interesting inputs live in the build cache: keep them with the package.
+	# New interesting inputs live in the build cache: keep them with the package, at most
+	# $keep of them (by name, which is a hash: a sample, not the smallest or the first).
 	if [ -d "$cache/$importpath/$name" ]; then
 		mkdir -p "$corpus"
-		find "$cache/$importpath/$name" -type f -newermt "@$start" -exec cp -n {} "$corpus/" \;
+		new=$(find "$cache/$importpath/$name" -type f -newermt "@$start" | sort)
+		n=$(printf '%s' "$new" | grep -c . || true)
+		printf '%s\n' "$new" | grep . | head -n "$keep" | while read -r p; do cp -n "$p" "$corpus/"; done
+		echo "== $pkg $name: $n new interesting inputs, kept up to $keep"
 	fi
 	after=$(ls "$corpus" 2>/dev/null | wc -l)
 	echo "== $pkg $name: corpus $before -> $after files in $corpus ($(($(date +%s) - start)) s)"
