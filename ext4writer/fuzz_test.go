@@ -285,17 +285,26 @@ func FuzzExt4Ops(f *testing.F) {
 
 // checkOps compares the image with the ops model, read with go-diskfs, or with debugfs
 // when a name is no valid UTF-8 (go-diskfs refuses names that are not fs.ValidPath; the
-// Writer, like Linux, takes any bytes but "/" and NUL).
+// Writer, like Linux, takes any bytes but "/" and NUL). When names are both invalid UTF-8
+// and hold a newline, which debugfs's line-based listing cannot carry, nothing is
+// compared (e2fsck has still checked the image).
 func checkOps(t *testing.T, img string, m opsModel) {
 	t.Helper()
-	read := diskfsTree
+	valid, newline := true, false
 	for name := range m {
-		if !fs.ValidPath(name) {
-			read = func(t *testing.T, img string) map[string]*node { return readTree(t, img) }
-			break
-		}
+		valid = valid && fs.ValidPath(name)
+		newline = newline || strings.Contains(name, "\n")
 	}
-	got := read(t, img)
+	var got map[string]*node
+	switch {
+	case valid:
+		got = diskfsTree(t, img)
+	case !newline:
+		got = readTree(t, img)
+	default:
+		t.Log("no reader for these names: go-diskfs refuses invalid UTF-8, debugfs's listing splits names at newlines")
+		return
+	}
 	ino := map[*opsNode]int{}
 	for name, want := range m {
 		g := got[name]
