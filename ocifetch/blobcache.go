@@ -132,11 +132,13 @@ func (c *BlobCache) Blobs() ([]CachedBlob, error) {
 }
 
 // PruneOptions says which blobs [BlobCache.Prune] removes. A blob goes when
-// either bound asks for it.
+// either bound asks for it; with both zero, Prune removes only abandoned
+// downloads and lock files. The fields mean what they mean in package
+// store's PruneOptions.
 type PruneOptions struct {
-	// MaxSize bounds the total size of the blobs kept, in bytes: the least
-	// recently used are removed until the rest fit. Negative means no bound;
-	// zero removes every blob (so the zero PruneOptions empties the cache).
+	// MaxSize, when positive, bounds the total size of the blobs kept, in
+	// bytes: the least recently used are removed until the rest fit. Zero or
+	// negative means no bound.
 	MaxSize int64
 	// OlderThan removes the blobs last used longer ago than it. Zero means no
 	// bound.
@@ -180,7 +182,7 @@ func (c *BlobCache) Prune(ctx context.Context, p PruneOptions) (PruneResult, err
 	}
 	for _, b := range blobs { // least recently used first
 		old := p.OlderThan > 0 && now.Sub(b.LastUsed) > p.OlderThan
-		big := p.MaxSize >= 0 && total > p.MaxSize
+		big := p.MaxSize > 0 && total > p.MaxSize
 		if !old && !big {
 			res.Kept++
 			res.KeptBytes += b.Size

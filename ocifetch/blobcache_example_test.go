@@ -65,7 +65,7 @@ func ExampleBlobCache() {
 		log.Fatal(err)
 	}
 	fmt.Println("cached blobs:", len(blobs))
-	res, err := cache.Prune(ctx, ocifetch.PruneOptions{MaxSize: 0})
+	res, err := cache.Prune(ctx, ocifetch.PruneOptions{MaxSize: 1})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -321,11 +321,12 @@ func TestBlobCachePrune(t *testing.T) {
 		opts    PruneOptions
 		removed []int // indexes into blobs, oldest first
 	}{
-		{"no bound", PruneOptions{MaxSize: -1}, nil},
-		{"everything", PruneOptions{}, []int{1, 2, 0, 3}},
+		{"no bound", PruneOptions{}, nil},
+		{"negative size", PruneOptions{MaxSize: -1}, nil},
+		{"everything", PruneOptions{MaxSize: 1}, []int{1, 2, 0, 3}},
 		{"size", PruneOptions{MaxSize: 700}, []int{1, 2}},
 		{"size fits", PruneOptions{MaxSize: 1000}, nil},
-		{"age", PruneOptions{MaxSize: -1, OlderThan: 90 * time.Minute}, []int{1, 2}},
+		{"age", PruneOptions{OlderThan: 90 * time.Minute}, []int{1, 2}},
 		{"age and size", PruneOptions{MaxSize: 450, OlderThan: 150 * time.Minute}, []int{1, 2, 0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
