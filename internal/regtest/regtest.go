@@ -22,9 +22,10 @@ import (
 // Registry is a running registry that counts requests.
 type Registry struct {
 	// Host is host:port of the registry.
-	Host string
-	mu   sync.Mutex
-	n    Counts
+	Host  string
+	mu    sync.Mutex
+	n     Counts
+	blobs map[string]int // GET and HEAD requests by blob digest
 }
 
 // Counts are the requests served so far, by kind.
@@ -40,7 +41,7 @@ type Counts struct {
 // Start starts a registry for the test's duration.
 func Start(t testing.TB) *Registry {
 	t.Helper()
-	r := &Registry{}
+	r := &Registry{blobs: map[string]int{}}
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
@@ -50,6 +51,7 @@ func Start(t testing.TB) *Registry {
 			r.n.Manifests++
 		case read && strings.Contains(req.URL.Path, "/blobs/"):
 			r.n.Blobs++
+			r.blobs[req.URL.Path[strings.LastIndex(req.URL.Path, "/")+1:]]++
 		default:
 			r.n.Other++
 		}
@@ -76,6 +78,7 @@ func (r *Registry) Push(t testing.TB, repoTag string, img v1.Image) string {
 	}
 	r.mu.Lock()
 	r.n = before
+	clear(r.blobs)
 	r.mu.Unlock()
 	return ref.String()
 }
@@ -92,4 +95,13 @@ func (r *Registry) Reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.n = Counts{}
+	clear(r.blobs)
+}
+
+// BlobRequests returns how many GET and HEAD requests asked for the blob of digest
+// ("sha256:…").
+func (r *Registry) BlobRequests(digest string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.blobs[digest]
 }
