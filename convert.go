@@ -17,6 +17,7 @@ import (
 	"github.com/img2ext4/img2ext4/layerapply"
 	"github.com/img2ext4/img2ext4/ocifetch"
 	"github.com/img2ext4/img2ext4/progress"
+	"github.com/img2ext4/img2ext4/store"
 )
 
 // Format is the kind of output [Convert] writes.
@@ -93,6 +94,8 @@ type options struct {
 	verity       *VerityOptions
 	verityRes    *Verity // set by the verity step, before the result is made
 	verityStaged *staged // a separate hash file, waiting for the output
+
+	store *store.Store // WithStore
 }
 
 // Option configures [Convert].
@@ -256,6 +259,9 @@ func (o *options) report(ev progress.Event) {
 // partition or used by another device, and one that is not writable are refused. A
 // character device or FIFO at out takes only [FormatTar], streamed into it. What can be
 // checked before the download is: such refusals are a *[CheckError].
+//
+// With [WithStore], the output is found in or converted into an artifact store and out
+// receives a copy (see [ConvertStored]).
 func Convert(ctx context.Context, ref, out string, opts ...Option) (res *Result, err error) {
 	o, err := makeOptions(opts)
 	if err != nil {
@@ -269,6 +275,9 @@ func Convert(ctx context.Context, ref, out string, opts ...Option) (res *Result,
 	}
 	if o.verity != nil && o.format != FormatExt4 {
 		return nil, &CheckError{Op: "verity", Err: fmt.Errorf("a hash tree needs --format ext4, not %s", o.format)}
+	}
+	if o.store != nil {
+		return convertViaStore(ctx, ref, out, o)
 	}
 	switch o.format {
 	case FormatDir:

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/img2ext4/img2ext4/exporter"
 	"github.com/img2ext4/img2ext4/ocifetch"
 	"github.com/img2ext4/img2ext4/store"
 )
@@ -58,6 +59,9 @@ func (o *options) storeInputs(ctx context.Context, ref string) (store.Inputs, *o
 		return store.Inputs{}, nil, ErrNotKeyable
 	}
 	r, err := ocifetch.Resolve(ctx, ref, o.fetch...)
+	if errors.Is(err, ocifetch.ErrUnsupportedTransport) {
+		return store.Inputs{}, nil, fmt.Errorf("key %s for the store: only sources read without a fallback exporter can be keyed: %w", ref, err)
+	}
 	if err != nil {
 		return store.Inputs{}, nil, err
 	}
@@ -68,6 +72,10 @@ func (o *options) storeInputs(ctx context.Context, ref string) (store.Inputs, *o
 		Options:  map[string]string{},
 		Files:    map[string]string{},
 		Version:  toolVersion(),
+	}
+	if o.exporter != exporter.Native && o.exporter != exporter.Auto {
+		// A program may rewrite the manifest it copies, and the bytes depend on its digest.
+		in.Options["exporter"] = string(o.exporter)
 	}
 	if r.AllowPlatformMismatch {
 		in.Options["allow-platform-mismatch"] = "true"
