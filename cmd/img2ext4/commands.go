@@ -14,6 +14,7 @@ type command func(ctx context.Context, args []string, stdin io.Reader, stdout, s
 var commands = map[string]command{
 	"push": runPush,
 	"pull": runPull,
+	"store": runStore,
 }
 
 // subcommand returns the subcommand args name and the arguments it takes.

@@ -15,6 +15,8 @@ directory or a flattened tar, with no root, no loop mount and no external progra
 
 Usage:
   img2ext4 [flags] SOURCE OUTPUT
+  img2ext4 --store DIR [flags] SOURCE [OUTPUT]
+  img2ext4 store ls|inspect|rm|prune|verify --store DIR ...   (see img2ext4 store --help)
 
 SOURCE is one of:
   NAME[:TAG|@DIGEST]         a registry image: alpine:3.20, ghcr.io/org/app@sha256:...
@@ -49,6 +51,11 @@ Examples:
   # Trust a company proxy's root CA in every trust store of the image (PEM bundles,
   # OpenSSL hash links, Java keystores, Python certifi); --config-out adds ca_env hints
   img2ext4 --ca-cert corp-root.pem --config-out app.json python:3.12 app.img
+
+  # Through an artifact store: the first run converts, later runs (and other processes
+  # asking at the same time) copy the stored image; without OUTPUT, print its path
+  img2ext4 --store /var/lib/img2ext4 alpine:3.20 alpine.img
+  img=$(img2ext4 -q --store /var/lib/img2ext4 alpine:3.20)
 
   # A private registry, the password read from standard input
   printf '%s' "$TOKEN" | img2ext4 --username ci --password-stdin registry.example.com/app:1 app.img

@@ -27,6 +27,7 @@ import (
 	"github.com/img2ext4/img2ext4/layerapply"
 	"github.com/img2ext4/img2ext4/ocifetch"
 	"github.com/img2ext4/img2ext4/progress"
+	"github.com/img2ext4/img2ext4/store"
 	"github.com/spf13/pflag"
 )
 
@@ -83,6 +84,8 @@ type config struct {
 	verityOut     string
 	veritySalt    string
 	ext4          img2ext4.Ext4Options
+	store         string
+	storeFallback []string
 	source, out   string
 }
 
@@ -139,6 +142,8 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.BoolVar(&c.verity, "verity", false, "ext4: append a dm-verity hash tree after the filesystem (at its size, a multiple of 4096)")
 	fs.StringVar(&c.verityOut, "verity-out", "", "ext4: write the dm-verity hash tree to `FILE` instead of appending it (implies --verity)")
 	fs.StringVar(&c.veritySalt, "verity-salt", "", "ext4: dm-verity salt, `HEX` or - for none (default: derived from the image digest and ext4 options)")
+	fs.StringVar(&c.store, "store", os.Getenv("IMG2EXT4_STORE"), "convert through the artifact store in `DIR` (default $IMG2EXT4_STORE): a repeat is a copy; without OUTPUT, print the stored image's path")
+	fs.StringArrayVar(&c.storeFallback, "store-fallback", nil, "a store root `DIR` for new artifacts when --store's filesystem lacks the space (repeatable)")
 	fs.Usage = func() { fmt.Fprint(stdout, helpText(fs)) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -149,18 +154,31 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	if c.version {
 		return c, nil
 	}
-	if fs.NArg() != 2 {
+	switch {
+	case fs.NArg() == 1 && c.store != "":
+		c.source = fs.Arg(0) // the stored image's path is printed
+	case fs.NArg() != 2:
 		return nil, usageError{fmt.Errorf("want SOURCE and OUTPUT, got %d arguments", fs.NArg())}
+	default:
+		c.source, c.out = fs.Arg(0), fs.Arg(1)
+		if c.out == "" {
+			return nil, usageError{errors.New("empty OUTPUT path")}
+		}
 	}
-	c.source, c.out = fs.Arg(0), fs.Arg(1)
 	if _, err := exporter.ParseMode(c.exporter); err != nil {
 		return nil, usageError{fmt.Errorf("--exporter %q: want auto, native, docker or skopeo", c.exporter)}
 	}
 	if err := ocifetch.CheckReference(c.source); err != nil && !(errors.Is(err, ocifetch.ErrUnsupportedTransport) && c.exporter != "native") {
 		return nil, usageError{err} // a transport ocifetch does not read is the fallback exporters'
 	}
-	if c.out == "" {
-		return nil, usageError{errors.New("empty OUTPUT path")}
+	if len(c.storeFallback) > 0 && c.store == "" {
+		return nil, usageError{errors.New("--store-fallback needs --store")}
+	}
+	if c.store != "" && c.format == "dir" {
+		return nil, usageError{errors.New("--store keeps ext4 images and tars, not --format dir")}
+	}
+	if c.store != "" && c.out == "-" {
+		return nil, usageError{errors.New("--store writes OUTPUT as a file, not - (omit OUTPUT to print the stored file's path)")}
 	}
 	if _, err := img2ext4.ParseFormat(c.format); err != nil {
 		return nil, usageError{err}
@@ -346,13 +364,21 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	start := time.Now()
 	var res *img2ext4.Result
-	if c.out == "-" {
+	var art *store.Artifact
+	switch {
+	case c.store != "":
+		res, art, err = convertStored(ctx, c, opts)
+	case c.out == "-":
 		res, err = img2ext4.ConvertTar(ctx, c.source, stdout, opts...)
-	} else {
+	default:
 		res, err = img2ext4.Convert(ctx, c.source, c.out, opts...)
 	}
 	if err != nil {
 		return fail(err)
+	}
+	if art != nil && c.out == "" {
+		c.out = art.Path(img2ext4.ArtifactImage)
+		fmt.Fprintln(stdout, c.out)
 	}
 	// The renderer ends the output with the summary: lines, or the JSON result object.
 	switch {
