@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -179,29 +180,68 @@ func convertViaStore(ctx context.Context, ref, out string, o *options) (*Result,
 	if err := checkDirWritable(filepath.Dir(out)); err != nil {
 		return nil, &CheckError{Op: "write output", Path: out, Err: err}
 	}
-	res, a, err := convertStored(ctx, o.store, ref, o)
-	if err != nil {
-		return nil, err
+	names := []string{ArtifactImage}
+	dsts := []string{out}
+	if o.verity != nil && o.verity.Out != "" {
+		names, dsts = append(names, ArtifactVerity), append(dsts, o.verity.Out)
 	}
-	copyOut := func(name, dst string) error {
-		src, err := os.Open(a.Path(name))
-		if err != nil {
-			return fmt.Errorf("copy from the store: %w", err)
+	var res *Result
+	var srcs []*os.File
+	defer func() {
+		for _, f := range srcs {
+			f.Close()
 		}
-		defer src.Close()
-		return createAtomic(dst, "write output", func(f *os.File) error {
+	}()
+	// A prune in another process may remove the artifact between finding and opening
+	// it; open files stay readable. Then it is found (or converted) once more.
+	for try := 0; len(srcs) < len(names); try++ {
+		var a *store.Artifact
+		var err error
+		if res, a, err = convertStored(ctx, o.store, ref, o); err != nil {
+			return nil, err
+		}
+		for _, f := range srcs {
+			f.Close()
+		}
+		srcs = srcs[:0]
+		for _, name := range names {
+			f, err := os.Open(a.Path(name))
+			if errors.Is(err, fs.ErrNotExist) && try == 0 {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("copy from the store: %w", err)
+			}
+			srcs = append(srcs, f)
+		}
+	}
+	// Every file is staged before any is renamed into place, as without the store.
+	var stage []*staged
+	defer func() {
+		for _, s := range stage {
+			s.discard()
+		}
+	}()
+	for i, src := range srcs {
+		dst := dsts[i]
+		if real, err := filepath.EvalSymlinks(dst); err == nil {
+			dst = real // a symbolic link is followed, as without the store
+		}
+		s, err := stageFile(dst, "write output", func(f *os.File) error {
 			_, err := store.CopyFile(f, src)
 			return err
 		})
+		if err != nil {
+			return nil, err
+		}
+		stage = append(stage, s)
 	}
-	if err := copyOut(ArtifactImage, out); err != nil {
-		return nil, err
-	}
-	if o.verity != nil && o.verity.Out != "" {
-		if err := copyOut(ArtifactVerity, o.verity.Out); err != nil {
+	for _, s := range stage {
+		if err := s.commit(); err != nil {
 			return nil, err
 		}
 	}
+	stage = nil
 	res.Verity.relocate(out, verityOut(o))
 	if o.config != "" {
 		if err := res.WriteLaunchConfig(o.config); err != nil {
