@@ -85,9 +85,11 @@ func convertStored(ctx context.Context, s *store.Store, ref string, o *options) 
 	if err != nil {
 		return nil, nil, err
 	}
+	// Blobs go to the store's blob cache, unless the caller chose another.
+	o.fetch = append([]ocifetch.Option{ocifetch.WithBlobCache(s.BlobDir())}, o.fetch...)
 	key := in.Key()
 	a, err := s.Build(ctx, key, in, store.Builder{
-		Need: func(ctx context.Context) (store.Need, error) { return o.storeNeed(ctx, r.Pinned) },
+		Need: func(ctx context.Context) (store.Need, error) { return o.storeNeed(ctx, r.Pinned, s.BlobDir()) },
 		Build: func(ctx context.Context, dir string) ([]byte, error) {
 			res, err := o.convertInto(ctx, r, dir)
 			if err != nil {
@@ -107,19 +109,15 @@ func convertStored(ctx context.Context, s *store.Store, ref string, o *options) 
 	return res, a, nil
 }
 
-// storeNeed estimates what converting ref writes: the compressed layers in the temporary
-// directory, and an image at least as large as they are in the store.
-func (o *options) storeNeed(ctx context.Context, ref string) (store.Need, error) {
+// storeNeed estimates what converting ref writes: the compressed layers in the blob cache
+// blobDir, and an image at least as large as they are in the store.
+func (o *options) storeNeed(ctx context.Context, ref, blobDir string) (store.Need, error) {
 	img, err := ocifetch.Image(ctx, ref, o.fetch...)
 	if err != nil {
 		return store.Need{}, err
 	}
 	n := estimate(img)
-	tmp := o.tmpDir
-	if tmp == "" {
-		tmp = os.TempDir()
-	}
-	return store.Need{Image: n, Other: []store.Usage{{Dir: tmp, Bytes: n, What: "compressed layers"}}}, nil
+	return store.Need{Image: n, Other: []store.Usage{{Dir: blobDir, Bytes: n, What: "compressed layers"}}}, nil
 }
 
 // convertInto converts the image r pinned into the artifact directory dir.

@@ -117,3 +117,39 @@ func jsonOf(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestStoreBlobCache: conversions through a store opened with OpenStore keep their blobs
+// in its blob cache, so the same image converted with other options downloads no layer;
+// Prune prunes the blobs with the artifacts.
+func TestStoreBlobCache(t *testing.T) {
+	reg := regtest.Start(t)
+	img := tartest.Image(helloLayers()...)
+	ref := reg.Push(t, "test/img:1", img)
+	ctx := context.Background()
+	s, err := img2ext4.OpenStore(filepath.Join(t.TempDir(), "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, a, err := img2ext4.ConvertStored(ctx, s, ref); err != nil || !a.Built {
+		t.Fatalf("first conversion: %v", err)
+	}
+	reg.Reset()
+	_, a, err := img2ext4.ConvertStored(ctx, s, ref, img2ext4.WithExt4(img2ext4.Ext4Options{Label: "other"}))
+	if err != nil || !a.Built {
+		t.Fatalf("conversion with other options: %v", err)
+	}
+	layers, _ := img.Layers()
+	for i, l := range layers {
+		d, _ := l.Digest()
+		if n := reg.BlobRequests(d.String()); n != 0 {
+			t.Errorf("layer %d fetched %d times by the second conversion, want 0", i, n)
+		}
+	}
+	rep, err := s.Prune(ctx, store.PruneOptions{MaxSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Removed) != 2 || rep.Blobs == nil || rep.Blobs.Removed < len(layers) {
+		t.Errorf("prune removed %d artifacts and blobs %+v; want 2 and every blob", len(rep.Removed), rep.Blobs)
+	}
+}

@@ -19,7 +19,7 @@ import (
 
 // openStore opens the store of --store and --store-fallback.
 func openStore(c *config) (*store.Store, error) {
-	return store.Open(c.store, store.WithFallback(c.storeFallback...))
+	return img2ext4.OpenStore(c.store, store.WithFallback(c.storeFallback...))
 }
 
 // convertStored converts c.source through the store: into OUTPUT when given, else
@@ -47,7 +47,8 @@ Manage the artifact store that "img2ext4 --store DIR SOURCE [OUTPUT]" converts i
 ls lists the artifacts, most recently used first; inspect prints one artifact's record
 (its key inputs, files, sizes and content digest); rm removes artifacts; prune removes
 the least recently used artifacts beyond --max-size of disk space and those unused for
-longer than --older-than (e.g. 72h), and what killed conversions left behind; verify
+longer than --older-than (e.g. 72h), and what killed conversions left behind, then the
+blobs of the store's blob cache by the same bounds, counted on their own; verify
 reads every artifact and compares it with its record (exit status 1 when one differs).
 KEY may be shortened to a unique prefix of its hex digits. --json prints JSON for scripts.
 `
@@ -208,6 +209,9 @@ func runStore(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		}
 		if rep.Stale > 0 {
 			fmt.Fprintf(stdout, "; removed %d leftovers of killed runs", rep.Stale)
+		}
+		if b := rep.Blobs; b != nil {
+			fmt.Fprintf(stdout, "; blob cache: removed %d blobs (%s)", b.Removed, humanSize(b.Freed))
 		}
 		fmt.Fprintln(stdout)
 		return exitOK
