@@ -12,8 +12,8 @@ type command func(ctx context.Context, args []string, stdin io.Reader, stdout, s
 // command line whose first argument names none of them is a conversion (a registry image
 // whose name is one of these words is written "docker://NAME").
 var commands = map[string]command{
-	"push": runPush,
-	"pull": runPull,
+	"push":  runPush,
+	"pull":  runPull,
 	"store": runStore,
 }
 
