@@ -381,11 +381,12 @@ type countingBody struct {
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
+	if b.s.read > readLimit {
+		// no bytes with the error: io.ReadFull drops an error that comes with a full buffer
+		return 0, fmt.Errorf("read %d body bytes: holes are read as zeros", b.s.read)
+	}
 	n, err := b.r.Read(p)
 	b.s.read += int64(n)
-	if b.s.read > readLimit {
-		return n, fmt.Errorf("read %d body bytes: holes are read as zeros", b.s.read)
-	}
 	return n, err
 }
 
