@@ -65,6 +65,11 @@ type Result struct {
 	// Verity describes the dm-verity hash tree made with [WithVerity]: root hash, salt,
 	// data blocks, hash offset and the veritysetup open line; nil without WithVerity.
 	Verity *Verity
+	// Cache reports what [WithCacheFrom] and [WithCacheTo] did: the key, the artifact
+	// pulled instead of converting, the one pushed; nil without them. After a cache hit,
+	// Layers is 0 (nothing was applied) and Warnings and CACerts are empty (the
+	// conversion that made the image reported them).
+	Cache *Cache
 	// Config is the image's run configuration (entrypoint, command, environment, user,
 	// working directory, labels, ports, stop signal), as a VM launcher needs it.
 	Config v1.Config
@@ -96,6 +101,10 @@ type options struct {
 	verityStaged *staged // a separate hash file, waiting for the output
 
 	store *store.Store // WithStore
+
+	// WithCacheFrom and WithCacheTo: registry repositories of ext4 image artifacts.
+	cacheFrom []string
+	cacheTo   string
 }
 
 // Option configures [Convert].
@@ -276,6 +285,17 @@ func Convert(ctx context.Context, ref, out string, opts ...Option) (res *Result,
 	if o.verity != nil && o.format != FormatExt4 {
 		return nil, &CheckError{Op: "verity", Err: fmt.Errorf("a hash tree needs --format ext4, not %s", o.format)}
 	}
+	if err := o.checkCache(); err != nil {
+		return nil, err
+	}
+	if len(o.cacheFrom) > 0 || o.cacheTo != "" {
+		return convertCached(ctx, ref, out, o)
+	}
+	return convertTo(ctx, ref, out, o)
+}
+
+// convertTo converts ref into out as o says, through the store when o has one.
+func convertTo(ctx context.Context, ref, out string, o *options) (*Result, error) {
 	if o.store != nil {
 		return convertViaStore(ctx, ref, out, o)
 	}

@@ -219,3 +219,21 @@ func runPull(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	return exitOK
 }
+
+// cacheNotes describes what --cache-from and --cache-to did, for the summary.
+func cacheNotes(c *img2ext4.Cache) []string {
+	if c == nil {
+		return nil
+	}
+	var notes []string
+	for _, m := range c.Missed {
+		notes = append(notes, "Cache miss: "+m)
+	}
+	if c.Hit != "" {
+		notes = append(notes, "Cache hit: pulled "+c.Hit+" instead of converting")
+	}
+	if c.Pushed != "" {
+		notes = append(notes, fmt.Sprintf("Cache: pushed %s (%d of %d chunk blobs uploaded)", c.Pushed, c.Uploaded, c.Blobs))
+	}
+	return notes
+}

@@ -203,3 +203,28 @@ func mustHash(t *testing.T, s string) v1.Hash {
 	}
 	return h
 }
+
+// TestCacheCLI converts with --cache-to, then again with --cache-from into another file:
+// the second run pulls instead of converting (it says so) and writes the same bytes.
+func TestCacheCLI(t *testing.T) {
+	reg := registrytest.GGCR(t)
+	dir := t.TempDir()
+	cache := reg.Host + "/cache"
+	first, second := filepath.Join(dir, "first.img"), filepath.Join(dir, "second.img")
+	code, _, stderr := runCLI(t, "", "--progress", "none", "--cache-from", cache, "--cache-to", cache+":hello", "oci:"+hello, first)
+	if code != exitOK || !strings.Contains(stderr, "Cache miss: ") || !strings.Contains(stderr, "Cache: pushed "+cache+"@sha256:") {
+		t.Fatalf("first conversion: exit %d: %s", code, stderr)
+	}
+	code, _, stderr = runCLI(t, "", "--progress", "none", "--cache-from", cache, "oci:"+hello, second)
+	if code != exitOK || !strings.Contains(stderr, "Cache hit: pulled "+cache+"@sha256:") {
+		t.Fatalf("second conversion: exit %d: %s", code, stderr)
+	}
+	a, _ := os.ReadFile(first)
+	b, _ := os.ReadFile(second)
+	if !bytes.Equal(a, b) {
+		t.Fatal("the cached image differs")
+	}
+	if code, _, stderr := runCLI(t, "", "--format", "dir", "--cache-to", cache, "oci:"+hello, filepath.Join(dir, "tree")); code != exitUsage || !strings.Contains(stderr, "--cache-to only apply to --format ext4") {
+		t.Errorf("--cache-to with --format dir: exit %d: %s", code, stderr)
+	}
+}

@@ -83,6 +83,8 @@ type config struct {
 	verity        bool
 	verityOut     string
 	veritySalt    string
+	cacheFrom     []string
+	cacheTo       string
 	ext4          img2ext4.Ext4Options
 	store         string
 	storeFallback []string
@@ -141,6 +143,8 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.BoolVar(&c.caStrict, "ca-cert-strict", false, "fail on an expired or not yet valid --ca-cert, or an image keystore it cannot open, instead of warning")
 	fs.BoolVar(&c.verity, "verity", false, "ext4: append a dm-verity hash tree after the filesystem (at its size, a multiple of 4096)")
 	fs.StringVar(&c.verityOut, "verity-out", "", "ext4: write the dm-verity hash tree to `FILE` instead of appending it (implies --verity)")
+	fs.StringArrayVar(&c.cacheFrom, "cache-from", nil, "ext4: pull the image from the registry repository `REF` when it holds one made from the same inputs, instead of converting (repeatable)")
+	fs.StringVar(&c.cacheTo, "cache-to", "", "ext4: push the image to the registry repository `REF[:TAG]` as an artifact that --cache-from finds")
 	fs.StringVar(&c.veritySalt, "verity-salt", "", "ext4: dm-verity salt, `HEX` or - for none (default: derived from the image digest and ext4 options)")
 	fs.StringVar(&c.store, "store", os.Getenv("IMG2EXT4_STORE"), "convert through the artifact store in `DIR` (default $IMG2EXT4_STORE): a repeat is a copy; without OUTPUT, print the stored image's path")
 	fs.StringArrayVar(&c.storeFallback, "store-fallback", nil, "a store root `DIR` for new artifacts when --store's filesystem lacks the space (repeatable)")
@@ -352,6 +356,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		opts = append(opts, img2ext4.WithVerity(v))
 	}
+	if len(c.cacheFrom) > 0 {
+		opts = append(opts, img2ext4.WithCacheFrom(c.cacheFrom...))
+	}
+	if c.cacheTo != "" {
+		opts = append(opts, img2ext4.WithCacheTo(c.cacheTo))
+	}
 	if r != nil {
 		opts = append(opts, img2ext4.WithProgress(r.Func()))
 	}
@@ -464,6 +474,7 @@ func summary(c *config, res *img2ext4.Result, elapsed time.Duration) progress.Su
 		s.Warnings = append(s.Warnings, res.CACerts.Warnings...)
 		s.CACerts = res.CACerts
 	}
+	s.Notes = append(s.Notes, cacheNotes(res.Cache)...)
 	if v := res.Verity; v != nil {
 		s.Notes = append(s.Notes, fmt.Sprintf("Verity: root hash %s, salt %s, %d data blocks, hash tree in %s at offset %d", v.RootHash, v.Salt, v.DataBlocks, v.HashFile, v.HashOffset),
 			"Open with: "+v.Open)
