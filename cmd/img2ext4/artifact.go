@@ -175,7 +175,7 @@ func runPush(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			to = p.Ref.Context().Tag(p.Tag).String() + " (" + p.Ref.DigestStr() + ")"
 		}
 		fmt.Fprintf(stderr, "Pushed %s to %s in %s: %d chunks of 2 MiB, %d holes; %d blobs, %d uploaded (%s), %d already there\n",
-			file, to, time.Since(start).Round(time.Millisecond), p.Chunks, p.Holes, p.Blobs, p.Uploaded, formatSize(p.UploadedBytes), p.Blobs-p.Uploaded)
+			file, to, time.Since(start).Round(time.Millisecond), p.Chunks, p.Holes, p.Blobs, p.Uploaded, mib(p.UploadedBytes), p.Blobs-p.Uploaded)
 	}
 	return exitOK
 }
@@ -212,7 +212,7 @@ func runPull(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if !r.quiet {
 		a := res.Artifact
 		fmt.Fprintf(stderr, "Pulled %s into %s in %s: %s image, %d blobs (%s) verified, %s written\n",
-			a.Ref, out, time.Since(start).Round(time.Millisecond), formatSize(a.Size()), res.Stats.Blobs, formatSize(res.Stats.Bytes), formatSize(res.Stats.Written))
+			a.Ref, out, time.Since(start).Round(time.Millisecond), mib(a.Size()), res.Stats.Blobs, mib(res.Stats.Bytes), mib(res.Stats.Written))
 		if h := a.Descriptor.Annotations[artifact.AnnotationVerityRootHash]; h != "" {
 			fmt.Fprintf(stderr, "Verity root hash %s, salt %s\n", h, a.Descriptor.Annotations[artifact.AnnotationVeritySalt])
 		}
@@ -237,3 +237,6 @@ func cacheNotes(c *img2ext4.Cache) []string {
 	}
 	return notes
 }
+
+// mib formats a byte count in MiB with one decimal.
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
