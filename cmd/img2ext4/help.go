@@ -60,6 +60,13 @@ Examples:
   # A private registry, the password read from standard input
   printf '%s' "$TOKEN" | img2ext4 --username ci --password-stdin registry.example.com/app:1 app.img
 
+  # Publish the image to a registry as an OCI artifact (2 MiB zstd chunks), pull it on
+  # another host; or let conversions share a registry cache (see "img2ext4 push --help")
+  img2ext4 push --subject registry.example.com/app:1 app.img registry.example.com/app-ext4:1
+  img2ext4 pull registry.example.com/app-ext4:1 app.img
+  img2ext4 --cache-from registry.example.com/app-ext4 --cache-to registry.example.com/app-ext4 \
+      registry.example.com/app:1 app.img
+
 `
 
 const helpTail = `
