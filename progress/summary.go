@@ -34,6 +34,10 @@ type Summary struct {
 	// Verity is the dm-verity hash tree made (img2ext4's Result.Verity), or nil; JSON
 	// shows it as "verity".
 	Verity any `json:"verity,omitempty"`
+	// Cache is what the registry cache did (img2ext4's Result.Cache: the key, the
+	// artifact pulled instead of converting, the one pushed), or nil; JSON shows it as
+	// "cache".
+	Cache any `json:"cache,omitempty"`
 	// Warnings are things the user should know about the result, one sentence each
 	// (for instance what a directory output could not restore without root).
 	Warnings []string `json:"warnings,omitempty"`

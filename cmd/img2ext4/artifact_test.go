@@ -219,6 +219,11 @@ func TestCacheCLI(t *testing.T) {
 	if code != exitOK || !strings.Contains(stderr, "Cache hit: pulled "+cache+"@sha256:") {
 		t.Fatalf("second conversion: exit %d: %s", code, stderr)
 	}
+	code, _, stderr = runCLI(t, "", "--progress", "json", "--cache-from", cache, "oci:"+hello, filepath.Join(dir, "third.img"))
+	objs := jsonLines(t, stderr)
+	if c, _ := objs[len(objs)-1]["cache"].(map[string]any); code != exitOK || c["hit"] == nil || c["key"] == nil {
+		t.Fatalf("JSON result after a hit: exit %d, %v", code, objs[len(objs)-1])
+	}
 	a, _ := os.ReadFile(first)
 	b, _ := os.ReadFile(second)
 	if !bytes.Equal(a, b) {

@@ -475,6 +475,9 @@ func summary(c *config, res *img2ext4.Result, elapsed time.Duration) progress.Su
 		s.CACerts = res.CACerts
 	}
 	s.Notes = append(s.Notes, cacheNotes(res.Cache)...)
+	if res.Cache != nil {
+		s.Cache = res.Cache
+	}
 	if v := res.Verity; v != nil {
 		s.Notes = append(s.Notes, fmt.Sprintf("Verity: root hash %s, salt %s, %d data blocks, hash tree in %s at offset %d", v.RootHash, v.Salt, v.DataBlocks, v.HashFile, v.HashOffset),
 			"Open with: "+v.Open)
