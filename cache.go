@@ -96,6 +96,7 @@ func convertCached(ctx context.Context, ref, out string, o *options) (*Result, e
 	if err != nil {
 		return nil, err
 	}
+	defer ocifetch.Release(img)
 	digest, err := img.Digest()
 	if err != nil {
 		return nil, err

@@ -42,5 +42,6 @@ func ResolveSource(ctx context.Context, ref string, opts ...ocifetch.Option) ([]
 	if err != nil {
 		return nil, err
 	}
+	defer ocifetch.Release(img)
 	return Source(ref, img)
 }
