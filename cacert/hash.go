@@ -40,8 +40,11 @@ func canonicalName(der []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cacert: parse name: %w", err)
 	}
-	if len(rest) != 0 || name.Class != asn1.ClassUniversal || name.Tag != asn1.TagSequence || !name.IsCompound {
-		return nil, fmt.Errorf("cacert: parse name: not a DER SEQUENCE")
+	// OpenSSL reads the name and its sets as SEQUENCE OF and SET OF templates, which do not
+	// check the constructed bit (asn1_template_noexp_d2i): a primitive-form SEQUENCE or SET
+	// is read like the constructed one. The attribute SEQUENCE is checked.
+	if len(rest) != 0 || name.Class != asn1.ClassUniversal || name.Tag != asn1.TagSequence {
+		return nil, fmt.Errorf("cacert: parse name: not a SEQUENCE")
 	}
 	var out []byte
 	rdns := name.Bytes
@@ -50,7 +53,7 @@ func canonicalName(der []byte) ([]byte, error) {
 		if rdns, err = asn1.Unmarshal(rdns, &set); err != nil {
 			return nil, fmt.Errorf("cacert: parse name: %w", err)
 		}
-		if set.Class != asn1.ClassUniversal || set.Tag != asn1.TagSet || !set.IsCompound {
+		if set.Class != asn1.ClassUniversal || set.Tag != asn1.TagSet {
 			return nil, fmt.Errorf("cacert: parse name: relative distinguished name is not a SET")
 		}
 		var members [][]byte

@@ -116,6 +116,11 @@ var hashCases = []struct {
 	raw  []byte
 }{
 	{"printable", name([]atv{{oidCN, asn1.TagPrintableString, []byte("Example")}})},
+	// OpenSSL does not check the constructed bit of the name's SEQUENCE OF and SET OF
+	// (found by FuzzSubjectHash: "\x10\x00" hashed as the empty name).
+	{"primitive-form empty name", []byte{0x10, 0x00}},
+	{"primitive-form name", []byte("\x10\x0d\x31\x0b\x30\x09\x06\x03\x55\x04\x03\x0c\x02AB")},
+	{"primitive-form set", []byte("\x30\x0d\x11\x0b\x30\x09\x06\x03\x55\x04\x03\x0c\x02AB")},
 	{"case and spaces", name(
 		[]atv{{oidC, asn1.TagPrintableString, []byte("DE")}},
 		[]atv{{oidO, asn1.TagUTF8String, []byte("  Hello   World\t CA  ")}},
