@@ -5,22 +5,15 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/img2ext4/img2ext4"
+	"github.com/img2ext4/img2ext4/internal/registrytest"
 	"github.com/img2ext4/img2ext4/internal/tartest"
 	"github.com/img2ext4/img2ext4/ocifetch"
 )
@@ -30,51 +23,25 @@ import (
 // fetched from the registry (counted there); converting b again with other
 // options (another format, another label) fetches no blob, and gives b's tree.
 func TestConvertBlobCache(t *testing.T) {
-	var (
-		mu    sync.Mutex
-		blobs = map[string]int{}
-	)
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if i := strings.LastIndex(r.URL.Path, "/blobs/"); i >= 0 && r.Method != http.MethodPut && r.Method != http.MethodPost {
-			mu.Lock()
-			blobs[r.URL.Path[i+len("/blobs/"):]]++
-			mu.Unlock()
-		}
-		reg.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	take := func() map[string]int {
-		mu.Lock()
-		defer mu.Unlock()
-		got := blobs
-		blobs = map[string]int{}
-		return got
-	}
-	u, _ := url.Parse(srv.URL)
+	reg := registrytest.GGCR(t)
 	layer := func(i int) []byte {
 		return tartest.Tar(tartest.Dir("etc"), tartest.File(fmt.Sprintf("etc/layer%d", i), strings.Repeat(fmt.Sprint(i), 1000)))
 	}
 	a := tartest.Image(layer(0), layer(1), layer(2), layer(3))
 	b := tartest.Image(layer(0), layer(1), layer(2), layer(4))
-	refs := map[string]v1.Image{u.Host + "/test/app:a": a, u.Host + "/test/app:b": b}
-	for ref, img := range refs {
-		r, err := name.ParseReference(ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := remote.Write(r, img); err != nil {
-			t.Fatal(err)
-		}
+	reg.Push(t, "test/app:a", a)
+	reg.Push(t, "test/app:b", b)
+	take := func() map[string]int {
+		defer reg.Reset()
+		return reg.Blobs()
 	}
-	take()
 	cache := filepath.Join(t.TempDir(), "blobs")
 	ctx := context.Background()
 	convert := func(tag string, opts ...img2ext4.Option) string {
 		t.Helper()
 		out := filepath.Join(t.TempDir(), "out")
 		opts = append(opts, img2ext4.WithFetchOptions(ocifetch.WithBlobCache(cache)))
-		if _, err := img2ext4.Convert(ctx, u.Host+"/test/app:"+tag, out, opts...); err != nil {
+		if _, err := img2ext4.Convert(ctx, reg.Host+"/test/app:"+tag, out, opts...); err != nil {
 			t.Fatal(err)
 		}
 		return out

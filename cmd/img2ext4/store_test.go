@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/img2ext4/img2ext4/internal/regtest"
+	"github.com/img2ext4/img2ext4/internal/registrytest"
 	"github.com/img2ext4/img2ext4/internal/tartest"
 )
 
@@ -21,7 +21,7 @@ import (
 // artifact; the store commands then list, verify and prune it.
 func TestStoreProcesses(t *testing.T) {
 	bin := buildBinary(t)
-	reg := regtest.Start(t)
+	reg := registrytest.GGCR(t)
 	img := tartest.Image(
 		tartest.Tar(tartest.File("etc/a", strings.Repeat("a", 100<<10))),
 		tartest.Tar(tartest.File("etc/b", "b"), tartest.Dir("srv")),
@@ -56,7 +56,7 @@ func TestStoreProcesses(t *testing.T) {
 	layers, _ := img.Layers()
 	for i, l := range layers {
 		d, _ := l.Digest()
-		if got := reg.BlobRequests(d.String()); got != 1 {
+		if got := reg.Blobs()[d.String()]; got != 1 {
 			t.Errorf("layer %d fetched %d times by %d processes, want once", i, got, n+1)
 		}
 	}
@@ -146,7 +146,7 @@ func TestStoreUsage(t *testing.T) {
 // succeeds with an e2fsck-clean image.
 func TestStoreKill(t *testing.T) {
 	bin := buildBinary(t)
-	reg := regtest.Start(t)
+	reg := registrytest.GGCR(t)
 	ref := reg.Push(t, "test/kill:1", tartest.Image(
 		tartest.Tar(tartest.File("a", strings.Repeat("a", 1<<20))),
 		tartest.Tar(tartest.File("b", strings.Repeat("b", 1<<20))),

@@ -1,17 +1,18 @@
 // Package registrytest starts real registries on loopback for tests: go-containerregistry's
 // pkg/registry in process (with the OCI 1.1 referrers API) and Debian's docker-registry
 // (distribution 2.8, without it) as a child process, each behind a handler that counts
-// the requests it answers.
+// the requests it answers, by kind and by blob digest, for tests that assert how many
+// manifest and blob requests an operation makes.
 package registrytest
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"io"
 	"io/fs"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,7 +26,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // Registry is a registry serving on loopback.
@@ -46,60 +50,114 @@ type Registry struct {
 // BlobPath returns the file holding the blob with the SHA-256 hex digest hex.
 func (r *Registry) BlobPath(hex string) string { return r.blobPath(hex) }
 
-// Counter counts the requests a registry answers, by kind.
+// Push writes img to the registry as repoTag ("test/img:1") and returns the reference,
+// host/repo:tag. The requests of the push are not counted.
+func (r *Registry) Push(t testing.TB, repoTag string, img v1.Image) string {
+	t.Helper()
+	ref, err := name.ParseReference(r.Host + "/" + repoTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	counts, blobs := maps.Clone(r.counts), maps.Clone(r.blobs)
+	r.mu.Unlock()
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	r.counts, r.blobs = counts, blobs
+	r.mu.Unlock()
+	return ref.String()
+}
+
+// Counter counts the requests a registry answers, by kind and by blob digest. Its methods
+// may be called while requests are being served.
 type Counter struct {
 	mu     sync.Mutex
-	counts map[string]int
+	counts map[string]int // by kind
+	blobs  map[string]int // GET and HEAD requests by blob digest
 }
 
 // Kinds of requests a Counter counts.
 const (
-	BlobHead    = "HEAD blob"
-	BlobGet     = "GET blob"
-	BlobUpload  = "POST upload" // the start of a blob upload
-	ManifestPut = "PUT manifest"
-	ManifestGet = "GET manifest"
-	Referrers   = "GET referrers"
+	BlobHead     = "HEAD blob"
+	BlobGet      = "GET blob"
+	BlobUpload   = "POST upload" // the start of a blob upload
+	ManifestHead = "HEAD manifest"
+	ManifestGet  = "GET manifest"
+	ManifestPut  = "PUT manifest"
+	Referrers    = "GET referrers"
+	Other        = "other" // pings, upload chunks, tag lists, deletions
 )
 
-// Count returns how many requests of kind were answered since the last Reset.
-func (c *Counter) Count(kind string) int {
+// Count returns how many requests of the given kinds were answered since the last Reset,
+// summed.
+func (c *Counter) Count(kinds ...string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.counts[kind]
+	n := 0
+	for _, k := range kinds {
+		n += c.counts[k]
+	}
+	return n
+}
+
+// Counts returns the non-zero counts by kind since the last Reset; it is empty when no
+// request at all was answered.
+func (c *Counter) Counts() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.counts)
+}
+
+// Blobs returns how many GET and HEAD requests asked for each blob since the last Reset,
+// by digest ("sha256:…"); blobs never asked for are absent.
+func (c *Counter) Blobs() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.blobs)
 }
 
 // Reset sets every count to zero.
 func (c *Counter) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.counts = map[string]int{}
+	c.counts, c.blobs = map[string]int{}, map[string]int{}
 }
 
 func (c *Counter) wrap(h http.Handler) http.Handler {
-	c.counts = map[string]int{}
+	c.Reset()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		kind := ""
 		p := r.URL.Path
+		blob := ""
+		if i := strings.LastIndex(p, "/blobs/sha256:"); i >= 0 {
+			blob = p[i+len("/blobs/"):]
+		}
+		var kind string
 		switch {
 		case strings.Contains(p, "/blobs/uploads/") && r.Method == http.MethodPost:
 			kind = BlobUpload
-		case strings.Contains(p, "/blobs/sha256:") && r.Method == http.MethodHead:
+		case blob != "" && r.Method == http.MethodHead:
 			kind = BlobHead
-		case strings.Contains(p, "/blobs/sha256:") && r.Method == http.MethodGet:
+		case blob != "" && r.Method == http.MethodGet:
 			kind = BlobGet
-		case strings.Contains(p, "/manifests/") && r.Method == http.MethodPut:
-			kind = ManifestPut
+		case strings.Contains(p, "/manifests/") && r.Method == http.MethodHead:
+			kind = ManifestHead
 		case strings.Contains(p, "/manifests/") && r.Method == http.MethodGet:
 			kind = ManifestGet
+		case strings.Contains(p, "/manifests/") && r.Method == http.MethodPut:
+			kind = ManifestPut
 		case strings.Contains(p, "/referrers/"):
 			kind = Referrers
+		default:
+			kind = Other
 		}
-		if kind != "" {
-			c.mu.Lock()
-			c.counts[kind]++
-			c.mu.Unlock()
+		c.mu.Lock()
+		c.counts[kind]++
+		if kind == BlobHead || kind == BlobGet {
+			c.blobs[blob]++
 		}
+		c.mu.Unlock()
 		h.ServeHTTP(w, r)
 	})
 }
