@@ -48,11 +48,9 @@ func BenchmarkPrefetch(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, l := range p.Layers() {
-			rc, err := l.Compressed()
-			if err != nil {
+			if err := drainBlob(l); err != nil {
 				b.Fatal(err)
 			}
-			rc.Close()
 		}
 		if err := p.Close(); err != nil {
 			b.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -315,11 +314,13 @@ func (c *BlobCache) check(ctx context.Context, f *os.File, desc v1.Descriptor) e
 }
 
 // fill returns the blob desc names, from the cache when it holds it, else
-// fetched by fetch, which writes the blob's verified bytes to w and fails
-// on a mismatch. The download goes to a temporary file renamed into place
-// once complete; while it runs, other processes asking for the same blob
-// wait for it.
-func (c *BlobCache) fill(ctx context.Context, desc v1.Descriptor, fetch func(w io.Writer) error) (*os.File, error) {
+// fetched by fetch, which writes the blob's verified bytes to tmp (at its
+// current offset, in order) and fails on a mismatch; fetch may open tmp's
+// name to read the bytes as they arrive, and that file stays readable after
+// fill returns, whether tmp was renamed into place or removed. The download
+// goes to tmp, renamed into place once fetch has verified it; while it runs,
+// other processes asking for the same blob wait for it.
+func (c *BlobCache) fill(ctx context.Context, desc v1.Descriptor, fetch func(tmp *os.File) error) (*os.File, error) {
 	if f, err := c.open(ctx, desc); f != nil || err != nil {
 		return f, err
 	}
@@ -396,7 +397,7 @@ func (c *BlobCache) lock(ctx context.Context, h v1.Hash) (func(), error) {
 // get returns the verified blob desc names from the cache, fetching it
 // with open when missing. open returns the unverified blob stream.
 func (c *BlobCache) get(ctx context.Context, desc v1.Descriptor, open func() (io.ReadCloser, error)) (*os.File, error) {
-	return c.fill(ctx, desc, func(w io.Writer) error {
+	return c.fill(ctx, desc, func(w *os.File) error {
 		rc, err := open()
 		if err != nil {
 			return err
@@ -411,56 +412,6 @@ func (c *BlobCache) get(ctx context.Context, desc v1.Descriptor, open func() (io
 		_, err = io.CopyBuffer(w, layerstream.ContextReader(ctx, vr), *bp)
 		return err
 	})
-}
-
-// sharedFile is an open verified blob that several readers share; the file
-// is closed when the owner and every reader have let go of it.
-type sharedFile struct {
-	mu   sync.Mutex
-	f    *os.File
-	size int64
-	refs int
-}
-
-func newSharedFile(f *os.File, size int64) *sharedFile {
-	return &sharedFile{f: f, size: size, refs: 1}
-}
-
-// open returns a reader of the whole blob, or [ErrClosed] once the owner
-// and all readers have released the file.
-func (s *sharedFile) open() (io.ReadCloser, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.refs == 0 {
-		return nil, ErrClosed
-	}
-	s.refs++
-	return &sharedReader{SectionReader: io.NewSectionReader(s.f, 0, s.size), s: s}, nil
-}
-
-// release drops one reference.
-func (s *sharedFile) release() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.refs--
-	if s.refs == 0 {
-		return s.f.Close()
-	}
-	return nil
-}
-
-// sharedReader reads a sharedFile with pread, so readers do not share an
-// offset.
-type sharedReader struct {
-	*io.SectionReader
-	s    *sharedFile
-	once sync.Once
-}
-
-func (r *sharedReader) Close() error {
-	var err error
-	r.once.Do(func() { err = r.s.release() })
-	return err
 }
 
 // fileReader reads an open file from its start and closes it.

@@ -52,7 +52,11 @@ func ExampleBlobCache() {
 		if err != nil {
 			log.Fatal(err)
 		}
+		_, err = io.Copy(io.Discard, rc) // a blob enters the cache once downloaded and verified
 		rc.Close()
+		if err != nil {
+			log.Fatal(err)
+		}
 	}
 	p.Close()
 

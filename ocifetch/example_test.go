@@ -71,7 +71,7 @@ func ExamplePrefetch() {
 		log.Fatal(err)
 	}
 	defer p.Close()
-	// Apply the layers strictly in order; each waits for its own download.
+	// Apply the layers strictly in order; each is read as its blob downloads.
 	for i, l := range p.Layers() {
 		rc, err := l.Compressed()
 		if err != nil {

@@ -120,6 +120,20 @@ func readLayers(t *testing.T, layers []v1.Layer) [][]byte {
 	return out
 }
 
+// drainBlob reads l's compressed blob to its end and returns the error of
+// Compressed, Read or Close.
+func drainBlob(l v1.Layer) error {
+	rc, err := l.Compressed()
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, rc)
+	if cerr := rc.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // sameLayers checks that got's layers carry the bytes of want's.
 func sameLayers(t *testing.T, want v1.Image, got []v1.Layer) {
 	t.Helper()

@@ -21,9 +21,10 @@ import (
 )
 
 // Prefetcher downloads the layer blobs of an image in parallel to temporary
-// files or a [BlobCache]. Create one with [Prefetch], take its layers with [Prefetcher.Layers]
-// and apply them in order, then call [Prefetcher.Close]. Its methods are safe
-// for concurrent use.
+// files or a [BlobCache], and lets each layer be read while its blob
+// downloads. Create one with [Prefetch], take its layers with
+// [Prefetcher.Layers] and apply them in order, then call [Prefetcher.Close].
+// Its methods are safe for concurrent use.
 type Prefetcher struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -41,7 +42,8 @@ type Prefetcher struct {
 // a time and in layer order, into a new temporary directory under
 // [WithTempDir], or into the [BlobCache] of [WithBlobCache], where blobs
 // already held are verified instead of downloaded. Each blob is checked
-// against its layer's digest and size as it is written. Download progress
+// against its layer's digest and size as it is written, and can be read
+// while it downloads (see [Prefetcher.Layers]). Download progress
 // goes to [WithProgress]; a blob found in the cache reports one Complete
 // event. Layers of local sources ("oci:", "oci-archive:", "docker-archive:")
 // are not copied: their Compressed method reads the blob in place and
@@ -75,7 +77,7 @@ func Prefetch(ctx context.Context, img v1.Image, opts ...Option) (*Prefetcher, e
 	rep := &reporter{fn: o.progress}
 	download := false
 	for i, l := range layers {
-		pl := &prefetchLayer{Layer: l, p: p, index: i, ready: make(chan struct{})}
+		pl := &prefetchLayer{Layer: l, p: p, index: i, started: make(chan struct{}), ready: make(chan struct{})}
 		var err error
 		if pl.desc.Digest, err = l.Digest(); err == nil {
 			if pl.desc.Size, err = l.Size(); err == nil {
@@ -134,12 +136,18 @@ func Prefetch(ctx context.Context, img v1.Image, opts ...Option) (*Prefetcher, e
 }
 
 // Layers returns the image's layers in order. Each layer's Compressed method
-// waits until its blob is downloaded and verified, then reads the temporary
-// or cached file (a local blob is read in place, and verified as it is read);
-// it returns the download's error, or the context's if it ends first.
-// Uncompressed decompresses gzip and zstd blobs. Readers must be closed; they
-// stay readable after [Prefetcher.Close] only on systems that let open files
-// be removed.
+// waits until its blob's download has started (or is found in the cache) and
+// returns a reader of the blob's file that yields the bytes as they arrive:
+// it waits at the end of what has arrived, and returns io.EOF only once the
+// whole blob has arrived and matched its digest and size, or the download's
+// error after the bytes that preceded it (a download that resumes after a
+// cut goes on from the bytes received, so no byte read ever changes).
+// Compressed returns the download's error itself when the download has
+// already failed, and the context's if it ends first. A local blob is read
+// in place, and verified as it is read. Uncompressed decompresses gzip and
+// zstd blobs. Readers must be closed; a blob that finished downloading stays
+// readable after [Prefetcher.Close] through readers opened before it, on
+// systems that let open files be removed.
 func (p *Prefetcher) Layers() []v1.Layer {
 	ls := make([]v1.Layer, len(p.layers))
 	for i, l := range p.layers {
@@ -157,7 +165,7 @@ func (p *Prefetcher) Close() error {
 		p.cancel()
 		<-p.done
 		for _, l := range p.layers {
-			if l.file != nil {
+			if l.file != nil { // set before the download ended, which done waited for
 				l.file.release()
 			}
 		}
@@ -172,15 +180,21 @@ func (p *Prefetcher) Close() error {
 }
 
 // prefetchLayer is a layer whose blob is, or is being, downloaded to path or
-// to the cache (then held open in file), or read in place.
+// to the cache, or read in place.
 type prefetchLayer struct {
 	v1.Layer // Digest, DiffID, Size and MediaType come from the source layer
 	p        *Prefetcher
 	index    int
 	desc     v1.Descriptor
-	path     string      // temporary file, without a cache
-	file     *sharedFile // verified cached blob, with a cache
-	inPlace  bool        // a local blob, read through the source layer
+	path     string // temporary file, without a cache
+	inPlace  bool   // a local blob, read through the source layer
+
+	// file is the blob's file, being written or complete; set by the
+	// download before started is closed, nil when the download failed
+	// before it had one.
+	file      *liveFile
+	started   chan struct{} // closed once file is set or the download ended
+	startOnce sync.Once
 
 	ready chan struct{} // closed when err is final
 	once  sync.Once
@@ -189,21 +203,41 @@ type prefetchLayer struct {
 
 var _ v1.Layer = (*prefetchLayer)(nil)
 
-// finish marks the download as ended; a layer that never completed gets the
-// cause of the cancellation as its error.
+// finish marks the download as ended, and tells the readers of its file; a
+// layer whose download never began gets the cause of the cancellation as its
+// error. It is called by the goroutine that ran the download.
 func (l *prefetchLayer) finish(gctx context.Context) {
 	l.once.Do(func() {
 		if l.err == nil && !l.inPlace && l.file == nil {
-			if _, statErr := os.Stat(l.path); statErr != nil {
-				cause := context.Cause(gctx)
-				if cause == nil {
-					cause = statErr
-				}
-				l.err = fmt.Errorf("fetch layer %s: %w", l.desc.Digest, cause)
+			cause := context.Cause(gctx)
+			if cause == nil {
+				cause = errors.New("ocifetch: download did not start")
 			}
+			l.err = fmt.Errorf("fetch layer %s: %w", l.desc.Digest, cause)
+		}
+		if l.file != nil {
+			l.file.end(l.err)
 		}
 		close(l.ready)
+		l.begun()
 	})
+}
+
+// begun lets Compressed go on: the layer's file is set, or the download ended.
+func (l *prefetchLayer) begun() {
+	l.startOnce.Do(func() { close(l.started) })
+}
+
+// openFile opens the file the download writes to, for reading, and lets
+// readers at it.
+func (l *prefetchLayer) openFile(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	l.file = newLiveFile(f)
+	l.begun()
+	return nil
 }
 
 // inPlacer is implemented by layers of this package; inPlace reports a blob
@@ -233,27 +267,31 @@ func (l *prefetchLayer) reportInPlace(rep *reporter, layers int) {
 	l.reportDone(rep, layers, time.Now())
 }
 
-// download fetches the layer's blob, into the cache when there is one.
-// Retries happen below, in the registry source, which resumes a cut
-// download from the bytes already verified.
+// download fetches the layer's blob, into the cache when there is one,
+// through the layer's file, which readers read as it grows. Retries happen
+// below, in the registry source, which resumes a cut download from the
+// bytes already received.
 func (l *prefetchLayer) download(ctx context.Context, rep *reporter, layers int) (err error) {
 	start := time.Now()
 	if c := l.p.cache; c != nil {
 		var pw *progressWriter
 		var f *os.File
-		f, err = c.fill(ctx, l.desc, func(w io.Writer) error {
-			pw = &progressWriter{w: w, m: l.meter(rep, layers, start)}
+		f, err = c.fill(ctx, l.desc, func(tmp *os.File) error {
+			if err := l.openFile(tmp.Name()); err != nil {
+				return err
+			}
+			pw = &progressWriter{w: l.file.writer(tmp), m: l.meter(rep, layers, start)}
 			return l.fetchInto(ctx, pw)
 		})
 		switch {
 		case err != nil:
 		case pw != nil:
+			f.Close() // the blob is read through the layer's file
 			pw.m.Complete()
 		default: // cached already, or by another process meanwhile
+			l.file = completeFile(f, l.desc.Size)
+			l.begun()
 			l.reportDone(rep, layers, start)
-		}
-		if err == nil {
-			l.file = newSharedFile(f, l.desc.Size)
 		}
 	} else {
 		err = l.fetchToTemp(ctx, rep, layers, start)
@@ -265,35 +303,31 @@ func (l *prefetchLayer) download(ctx context.Context, rep *reporter, layers int)
 	return err
 }
 
-// fetchToTemp copies the verified blob to the layer's temporary file. The
-// file only appears under its final name once complete.
+// fetchToTemp copies the verified blob to the layer's temporary file, which
+// readers read as it grows.
 func (l *prefetchLayer) fetchToTemp(ctx context.Context, rep *reporter, layers int, start time.Time) (err error) {
-	f, err := os.CreateTemp(l.p.dir, "partial-")
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
+		if cerr := f.Close(); err == nil {
+			err = cerr
 		}
 	}()
-	pw := &progressWriter{w: f, m: l.meter(rep, layers, start)}
+	if err = l.openFile(l.path); err != nil {
+		return err
+	}
+	pw := &progressWriter{w: l.file.writer(f), m: l.meter(rep, layers, start)}
 	if err = l.fetchInto(ctx, pw); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), l.path); err != nil {
 		return err
 	}
 	pw.m.Complete()
 	return nil
 }
 
-// fetchInto copies the verified blob to pw. Bytes written before an error
-// are not verified.
+// fetchInto copies the blob to pw, verifying it as it goes: the bytes are
+// written as they arrive, and the blob is verified once the last is written.
 func (l *prefetchLayer) fetchInto(ctx context.Context, pw *progressWriter) (err error) {
 	var rc io.ReadCloser
 	ro, ours := l.Layer.(rawOpener)
@@ -341,50 +375,55 @@ func (l *prefetchLayer) fetchInto(ctx context.Context, pw *progressWriter) (err 
 	return nil
 }
 
-// wait blocks until the download ended or the prefetcher's context is done.
-func (l *prefetchLayer) wait() error {
+// wait blocks until ch is closed or the prefetcher's context is done.
+func (l *prefetchLayer) wait(ch <-chan struct{}) error {
 	select {
-	case <-l.ready:
+	case <-ch:
+		return nil
 	case <-l.p.ctx.Done():
 		select {
-		case <-l.ready:
+		case <-ch:
+			return nil
 		default:
 			return fmt.Errorf("fetch layer %s: %w", l.desc.Digest, context.Cause(l.p.ctx))
 		}
 	}
-	if l.err != nil {
-		return l.err
-	}
-	if l.p.closed.Load() {
-		return fmt.Errorf("fetch layer %s: %w", l.desc.Digest, ErrClosed)
-	}
-	return nil
 }
 
-// Compressed waits for the download, then opens the verified temporary or
-// cached file; a local blob is opened in place, verified as it is read.
+// Compressed waits for the download to start, then opens a reader of the
+// blob's file that follows the download (see [Prefetcher.Layers]); a local
+// blob is opened in place, verified as it is read.
 func (l *prefetchLayer) Compressed() (io.ReadCloser, error) {
-	if err := l.wait(); err != nil {
-		return nil, err
-	}
 	if l.inPlace {
+		if err := l.wait(l.ready); err != nil {
+			return nil, err
+		}
+		if l.p.closed.Load() {
+			return nil, fmt.Errorf("fetch layer %s: %w", l.desc.Digest, ErrClosed)
+		}
 		return l.Layer.Compressed()
 	}
-	if l.file != nil {
-		rc, err := l.file.open()
-		if err != nil {
-			return nil, fmt.Errorf("fetch layer %s: %w", l.desc.Digest, err)
-		}
-		return rc, nil
+	if err := l.wait(l.started); err != nil {
+		return nil, err
 	}
-	f, err := os.Open(l.path)
-	if errors.Is(err, os.ErrNotExist) {
+	select {
+	case <-l.ready:
+		if l.err != nil {
+			return nil, l.err
+		}
+	default:
+	}
+	if l.p.closed.Load() || l.file == nil {
 		return nil, fmt.Errorf("fetch layer %s: %w", l.desc.Digest, ErrClosed)
 	}
-	return f, err
+	rc, err := l.file.open(l.p.ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fetch layer %s: %w", l.desc.Digest, err)
+	}
+	return rc, nil
 }
 
-// Uncompressed waits for the download, then decompresses the temporary file.
+// Uncompressed decompresses the blob as Compressed reads it.
 func (l *prefetchLayer) Uncompressed() (io.ReadCloser, error) {
 	rc, err := l.Compressed()
 	if err != nil {

@@ -176,7 +176,7 @@ func TestPrefetchCorrupt(t *testing.T) {
 	defer p.Close()
 	layers := p.Layers()
 	readLayers(t, layers[:2])
-	_, err = layers[2].Compressed()
+	err = drainBlob(layers[2])
 	var de *DigestError
 	if !errors.As(err, &de) || de.Digest != bad || !strings.Contains(err.Error(), "fetch layer "+bad.String()) {
 		t.Fatalf("err = %v, want *DigestError for %s", err, bad)
@@ -241,8 +241,7 @@ func TestPrefetchCancel(t *testing.T) {
 			}
 			errc := make(chan error, 1)
 			go func() {
-				_, err := p.Layers()[0].Compressed()
-				errc <- err
+				errc <- drainBlob(p.Layers()[0])
 			}()
 			closed := make(chan error, 1)
 			if how == "cancel" {
@@ -253,13 +252,13 @@ func TestPrefetchCancel(t *testing.T) {
 			select {
 			case err := <-errc:
 				if err == nil {
-					t.Fatal("Compressed succeeded on a stalled download")
+					t.Fatal("reading a stalled download succeeded")
 				}
 				if how == "cancel" && !errors.Is(err, context.Canceled) {
 					t.Errorf("err = %v, want context.Canceled", err)
 				}
 			case <-time.After(10 * time.Second):
-				t.Fatal("Compressed did not return after " + how)
+				t.Fatal("reading did not return after " + how)
 			}
 			if how == "cancel" {
 				go func() { closed <- p.Close() }()
@@ -406,7 +405,7 @@ func TestPrefetchStall(t *testing.T) {
 	}
 	defer p.Close()
 	var re *RetryError
-	if _, err := p.Layers()[0].Compressed(); !errors.Is(err, errStalled) || !errors.As(err, &re) {
+	if err := drainBlob(p.Layers()[0]); !errors.Is(err, errStalled) || !errors.As(err, &re) {
 		t.Fatalf("err = %v, want a stall after retries", err)
 	}
 	if n := gets.Load(); n != DefaultRetries+1 {

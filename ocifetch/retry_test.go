@@ -66,12 +66,10 @@ func (s *faultSetup) pull(t *testing.T, opts ...Option) ([]v1.Layer, func(), err
 		t.Fatal(err)
 	}
 	for _, l := range p.Layers() {
-		rc, err := l.Compressed()
-		if err != nil {
+		if err := drainBlob(l); err != nil {
 			p.Close()
 			return nil, nil, err
 		}
-		rc.Close()
 	}
 	return p.Layers(), func() { p.Close() }, nil
 }

@@ -41,6 +41,10 @@ const (
 	ResetBody
 	// Corrupt forwards the answer with one byte of its body flipped.
 	Corrupt
+	// Hold forwards the answer's headers and half of its body, waits for
+	// Fault.Gate, then sends the rest: a download that can be held in the
+	// middle until the test has seen what it wants.
+	Hold
 )
 
 func (k Kind) String() string {
@@ -55,6 +59,8 @@ func (k Kind) String() string {
 		return "reset-body"
 	case Corrupt:
 		return "corrupt"
+	case Hold:
+		return "hold"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -72,6 +78,11 @@ type Fault struct {
 	RetryAfter string
 	// Times is how many matching requests in a row get the fault; 0 means 1.
 	Times int
+	// Gate, when not nil, is waited for after the first half of the body
+	// has been sent and flushed, before a Hold fault sends the rest and
+	// before a ShortBody or ResetBody fault cuts the answer; the wait also
+	// ends when the client goes away. A Hold fault needs a Gate.
+	Gate <-chan struct{}
 }
 
 // Hit is one request the proxy saw.
@@ -229,7 +240,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.record(hit)
 		return
 	}
-	// ShortBody, ResetBody and Corrupt.
+	// ShortBody, ResetBody, Hold and Corrupt.
 	if f.Kind == Corrupt {
 		body = bytes.Clone(body)
 		body[len(body)/2] ^= 0xff
@@ -243,6 +254,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	w.Write(body[:len(body)/2])
+	if f.Gate != nil {
+		http.NewResponseController(w).Flush()
+		select {
+		case <-f.Gate:
+		case <-r.Context().Done():
+		}
+	}
+	if f.Kind == Hold {
+		w.Write(body[len(body)/2:])
+		p.record(hit)
+		return
+	}
 	if f.Kind == ResetBody {
 		reset(w)
 	}
