@@ -1,12 +1,14 @@
 package ocifetch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/img2ext4/img2ext4/internal/faultproxy"
 	"github.com/img2ext4/img2ext4/progress"
 )
 
@@ -410,5 +413,91 @@ func TestPrefetchStall(t *testing.T) {
 	}
 	if n := gets.Load(); n != DefaultRetries+1 {
 		t.Errorf("%d attempts, want %d", n, DefaultRetries+1)
+	}
+}
+
+// TestPrefetchStreams holds the first layer's download after half of its
+// blob and reads the blob's first bytes through Compressed meanwhile; once
+// released, the rest arrives through the same reader. With a blob cache,
+// the blob is in the cache, verified, afterwards; a blob corrupted in
+// transit fails the reader with the digest error after its bytes, and
+// leaves neither a cached blob nor a download in the cache.
+func TestPrefetchStreams(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		cache   bool
+		corrupt bool
+	}{
+		{"temp dir", false, false},
+		{"blob cache", true, false},
+		{"temp dir, corrupt", false, true},
+		{"blob cache, corrupt", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newFaultSetup(t, false)
+			gate := make(chan struct{})
+			if tc.corrupt {
+				s.proxy.Inject(faultproxy.Fault{Kind: faultproxy.Corrupt, Path: s.blob})
+			} else {
+				s.proxy.Inject(faultproxy.Fault{Kind: faultproxy.Hold, Path: s.blob, Gate: gate})
+			}
+			var opts []Option
+			cache := filepath.Join(t.TempDir(), "blobs")
+			if tc.cache {
+				opts = append(opts, WithBlobCache(cache))
+			}
+			ri, err := Image(ctxBG, s.ref, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(ctxBG, time.Minute) // bounds a hang, not a speed
+			defer cancel()
+			p, err := Prefetch(ctx, ri, append(opts, WithTempDir(t.TempDir()))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			l := p.Layers()[0]
+			rc, err := l.Compressed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			head := make([]byte, 4096)
+			if _, err := io.ReadFull(rc, head); err != nil {
+				t.Fatalf("reading the first bytes while the rest is held: %v", err)
+			}
+			close(gate)
+			rest, err := io.ReadAll(rc)
+			wl, _ := s.img.Layers()
+			want := readLayers(t, wl[:1])[0]
+			if tc.corrupt {
+				var de *DigestError
+				if !errors.As(err, &de) || !strings.Contains(err.Error(), "fetch layer "+s.blob[len("/blobs/"):]) {
+					t.Fatalf("err = %v, want the layer's *DigestError", err)
+				}
+				if got := len(head) + len(rest); got != len(want) {
+					t.Errorf("read %d bytes before the error, want all %d", got, len(want))
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(append(head, rest...), want) {
+					t.Error("the blob read while it downloaded differs from the layer")
+				}
+			}
+			rc.Close()
+			if !tc.cache {
+				return
+			}
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			held := checkCache(t, cache)
+			if d := s.blob[len("/blobs/"):]; held[d] == tc.corrupt {
+				t.Errorf("blob %s cached: %v, want %v", d, held[d], !tc.corrupt)
+			}
+		})
 	}
 }
