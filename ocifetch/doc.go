@@ -49,7 +49,9 @@
 // end of the stream, so readers must read to EOF and check the error.
 // [Prefetch] downloads all layer blobs of an image in parallel to temporary
 // files, reporting [progress.PhaseDownload] events, and hands the layers
-// back in order for the caller to apply one after the other. Blobs of local
+// back in order for the caller to apply one after the other; a layer is
+// read while its blob downloads, from the file as it grows, and its reader
+// ends with io.EOF only once the whole blob matched its digest. Blobs of local
 // sources are never copied: layouts and uncompressed archives are read in
 // place (an archive's blobs as sections of the archive file), and verified
 // as they are read.
