@@ -316,6 +316,13 @@ func (a *Artifact) verify(ctx context.Context) error {
 			return fmt.Errorf("%w: %s holds %s, which its record does not list", ErrCorrupt, a.Dir, de.Name())
 		}
 	}
+	var size int64
+	for _, f := range a.Files {
+		size += f.Size
+	}
+	if size != a.Size {
+		return fmt.Errorf("%w: %s: its files add up to %d bytes, its record says %d", ErrCorrupt, a.Dir, size, a.Size)
+	}
 	for _, f := range a.Files {
 		got, err := hashFile(ctx, filepath.Join(a.Dir, f.Name), false)
 		if err != nil {

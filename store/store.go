@@ -257,6 +257,9 @@ func (s *Store) load(root, hex string) (*Artifact, error) {
 	if err := json.Unmarshal(b, &a.Record); err != nil {
 		return nil, fmt.Errorf("%w: read %s: %w", ErrCorrupt, filepath.Join(dir, recordFile), err)
 	}
+	if err := checkRecord(&a.Record, hex); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, filepath.Join(dir, recordFile), err)
+	}
 	if fi, err := os.Stat(filepath.Join(dir, usedFile)); err == nil {
 		a.LastUse = fi.ModTime()
 	} else {
@@ -269,6 +272,25 @@ func (s *Store) load(root, hex string) (*Artifact, error) {
 		}
 	}
 	return a, nil
+}
+
+// checkRecord checks what the store acts on in a record read back from disk before it
+// uses it: the key is the one its directory is named by (Prune and Remove find the
+// directory from the key), and every file is a plain name in the directory, listed once,
+// that is not the store's own (Path joins it to the directory).
+func checkRecord(r *Record, hex string) error {
+	if r.Key.Hex() != hex || !strings.HasPrefix(string(r.Key), "sha256:") {
+		return fmt.Errorf("it holds the record of %q", r.Key)
+	}
+	seen := map[string]bool{}
+	for _, f := range r.Files {
+		if f.Name == "" || f.Name == "." || f.Name == ".." || strings.ContainsAny(f.Name, "/\x00") ||
+			f.Name == recordFile || f.Name == usedFile || seen[f.Name] {
+			return fmt.Errorf("it lists the file %q, which is not a file name of an artifact or is listed twice", f.Name)
+		}
+		seen[f.Name] = true
+	}
+	return nil
 }
 
 // Need is what a build will write, as far as it can be told before it starts: [Store.Build]
