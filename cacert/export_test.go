@@ -11,3 +11,9 @@ func Rehash(fsys layerapply.RootFS, dir string) (created, removed int, warnings 
 	created, removed, err = applyRehash(fsys, dir, ops)
 	return created, removed, warnings, err
 }
+
+// AddJKS and AddPKCS12 add certificates to a Java keystore's bytes, for tests.
+var (
+	AddJKS    = addJKS
+	AddPKCS12 = addPKCS12
+)

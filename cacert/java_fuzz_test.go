@@ -1,0 +1,325 @@
+package cacert_test
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/pem"
+	"os/exec"
+	"slices"
+	"testing"
+	"time"
+	"unicode/utf16"
+
+	"crypto/x509/pkix"
+
+	keystore "github.com/pavlo-v-chernykh/keystore-go/v4"
+	pkcs12 "software.sslmate.com/src/go-pkcs12"
+
+	"github.com/img2ext4/img2ext4/cacert"
+	"github.com/img2ext4/img2ext4/internal/trusttest"
+)
+
+// jksEntry is one entry of a JKS keystore as the JDK reads it.
+type jksEntry struct {
+	tag   uint32 // 1 private key, 2 trusted certificate
+	alias string
+	date  int64
+	blobs [][]byte // the key and its chain, or the certificate
+}
+
+// readJKS reads a JKS keystore as sun.security.provider.JavaKeyStore.engineLoad does
+// (version 2: every certificate with its type), checking the SHA-1 integrity digest of
+// the UTF-16BE password, "Mighty Aphrodite" and the bytes before it; bytes after the
+// digest are ignored, as the JDK ignores them. It is this test's own reader, written from
+// the format, not keystore-go. ok is false for a keystore the JDK would not load.
+func readJKS(data []byte, password string) (entries []jksEntry, ok bool) {
+	p := 0
+	u32 := func() (uint32, bool) {
+		if len(data)-p < 4 {
+			return 0, false
+		}
+		p += 4
+		return binary.BigEndian.Uint32(data[p-4:]), true
+	}
+	u64 := func() (int64, bool) {
+		if len(data)-p < 8 {
+			return 0, false
+		}
+		p += 8
+		return int64(binary.BigEndian.Uint64(data[p-8:])), true
+	}
+	bytesN := func(n int) ([]byte, bool) {
+		if n < 0 || len(data)-p < n {
+			return nil, false
+		}
+		p += n
+		return data[p-n : p], true
+	}
+	utf := func() (string, bool) {
+		if len(data)-p < 2 {
+			return "", false
+		}
+		n := int(binary.BigEndian.Uint16(data[p:]))
+		p += 2
+		b, ok := bytesN(n)
+		return string(b), ok
+	}
+	cert := func() ([]byte, bool) {
+		if _, ok := utf(); !ok {
+			return nil, false
+		}
+		n, ok := u32()
+		if !ok {
+			return nil, false
+		}
+		return bytesN(int(int32(n)))
+	}
+	magic, ok1 := u32()
+	version, ok2 := u32()
+	count, ok3 := u32()
+	if !ok1 || !ok2 || !ok3 || magic != 0xFEEDFEED || version != 2 || int32(count) < 0 {
+		return nil, false
+	}
+	for i := uint32(0); i < count; i++ {
+		var e jksEntry
+		var ok bool
+		if e.tag, ok = u32(); !ok {
+			return nil, false
+		}
+		if e.alias, ok = utf(); !ok {
+			return nil, false
+		}
+		if e.date, ok = u64(); !ok {
+			return nil, false
+		}
+		switch e.tag {
+		case 1:
+			n, ok := u32()
+			if !ok {
+				return nil, false
+			}
+			key, ok := bytesN(int(int32(n)))
+			if !ok {
+				return nil, false
+			}
+			e.blobs = append(e.blobs, key)
+			chain, ok := u32()
+			if !ok || int32(chain) < 0 {
+				return nil, false
+			}
+			for j := uint32(0); j < chain; j++ {
+				c, ok := cert()
+				if !ok {
+					return nil, false
+				}
+				e.blobs = append(e.blobs, c)
+			}
+		case 2:
+			c, ok := cert()
+			if !ok {
+				return nil, false
+			}
+			e.blobs = append(e.blobs, c)
+		default:
+			return nil, false
+		}
+		entries = append(entries, e)
+	}
+	h := sha1.New()
+	for _, c := range utf16.Encode([]rune(password)) {
+		h.Write([]byte{byte(c >> 8), byte(c)})
+	}
+	h.Write([]byte("Mighty Aphrodite"))
+	h.Write(data[:p])
+	if len(data)-p < sha1.Size || !bytes.Equal(h.Sum(nil), data[p:p+sha1.Size]) {
+		return nil, false
+	}
+	return entries, true
+}
+
+// opensslCerts lists the certificates `openssl pkcs12` reads from a PKCS#12 file with
+// password, retrying with -legacy for the old algorithms OpenSSL 3 leaves out by default.
+func opensslCerts(t *testing.T, data []byte, password string) ([]string, bool) {
+	for _, legacy := range []bool{false, true} {
+		args := []string{"pkcs12", "-nokeys", "-passin", "pass:" + password}
+		if legacy {
+			args = append(args, "-legacy")
+		}
+		cmd := exec.Command("openssl", args...)
+		cmd.Stdin = bytes.NewReader(data)
+		out, err := cmd.Output()
+		if err != nil {
+			continue
+		}
+		var certs []string
+		for {
+			var b *pem.Block
+			b, out = pem.Decode(out)
+			if b == nil {
+				break
+			}
+			if b.Type == "CERTIFICATE" {
+				certs = append(certs, string(b.Bytes))
+			}
+		}
+		return certs, true
+	}
+	return nil, false
+}
+
+// union returns the distinct strings of a and b, sorted.
+func union(a, b []string) []string {
+	u := slices.Concat(a, b)
+	slices.Sort(u)
+	return slices.Compact(u)
+}
+
+// FuzzJavaKeystore adds a choice of three CAs to fuzzed keystore bytes as cacert does
+// for a Java cacerts file (password "changeit") and checks the result with readers that
+// are not the libraries cacert uses: a JKS (FEEDFEED magic) against readJKS, this test's
+// reader of the format: when the JDK would load the input, so must cacert, and its
+// output loads too, keeps every entry (alias, date, bytes) and adds one trusted entry
+// under a new alias for each CA not in it already; a PKCS#12 store against `openssl
+// pkcs12`: when cacert changes it, openssl reads the output (with the password, or
+// without for a password-less input) as the input's certificates and the new CAs.
+// Either way, "added" counts the CAs that were not there, and adding nothing returns the
+// input unchanged.
+func FuzzJavaKeystore(f *testing.F) {
+	trusttest.Need(f, "openssl")
+	cas := []*trusttest.CA{
+		trusttest.NewCA(f, pkix.Name{CommonName: "Fuzz Root A"}),
+		trusttest.NewCA(f, pkix.Name{CommonName: "Fuzz Root B"}),
+		trusttest.NewCA(f, pkix.Name{Organization: []string{"Fuzz"}, CommonName: "Fuzz Root C"}),
+	}
+	f.Add(trusttest.JKS(f, cas[0]), byte(3))
+	f.Add(trusttest.JKS(f, cas[0], cas[1]), byte(7))
+	f.Add(trusttest.JKS(f, cas[0]), byte(1))
+	f.Add(trusttest.JKS(f), byte(4))
+	ks := keystore.New()
+	ks.SetTrustedCertificateEntry("UPPER", keystore.TrustedCertificateEntry{CreationTime: time.Unix(1, 0), Certificate: keystore.Certificate{Type: "X.509", Content: cas[2].Cert.Raw}})
+	var jks bytes.Buffer
+	ks.Store(&jks, []byte("changeit"))
+	f.Add(jks.Bytes(), byte(7))
+	for _, enc := range []*pkcs12.Encoder{pkcs12.Modern2023, pkcs12.Passwordless, pkcs12.LegacyRC2} {
+		pw := "changeit"
+		if enc == pkcs12.Passwordless {
+			pw = ""
+		}
+		b, err := enc.EncodeTrustStore([]*x509.Certificate{cas[0].Cert}, pw)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, byte(3))
+	}
+	f.Add([]byte{0xfe, 0xed, 0xfe, 0xed}, byte(1))
+	f.Add([]byte{0xce, 0xce, 0xce, 0xce}, byte(1))
+	f.Fuzz(func(t *testing.T, data []byte, pick byte) {
+		if len(data) > 1<<16 {
+			return
+		}
+		var certs []*x509.Certificate
+		var adding []string
+		for i, ca := range cas {
+			if pick&(1<<i) != 0 {
+				certs = append(certs, ca.Cert)
+				adding = append(adding, string(ca.Cert.Raw))
+			}
+		}
+		if len(data) >= 4 && binary.BigEndian.Uint32(data) == 0xFEEDFEED {
+			in, jdk := readJKS(data, "changeit")
+			out, added, err := cacert.AddJKS(data, certs, "changeit", time.Time{})
+			if !jdk {
+				return
+			}
+			if err != nil {
+				t.Fatalf("the JDK loads %x, AddJKS: %v", data, err)
+			}
+			have := map[string]bool{}
+			aliases := map[string]bool{}
+			for _, e := range in {
+				aliases[e.alias] = true
+				if e.tag == 2 {
+					have[string(e.blobs[0])] = true
+				}
+			}
+			var want []string
+			for _, c := range adding {
+				if !have[c] {
+					have[c] = true
+					want = append(want, c)
+				}
+			}
+			if added != len(want) {
+				t.Fatalf("added %d, want %d", added, len(want))
+			}
+			if added == 0 {
+				if !bytes.Equal(out, data) {
+					t.Fatalf("nothing added, but the keystore changed")
+				}
+				return
+			}
+			got, ok := readJKS(out, "changeit")
+			if !ok {
+				t.Fatalf("the JDK would not load the output %x", out)
+			}
+			byAlias := map[string]jksEntry{}
+			for _, e := range got {
+				if _, dup := byAlias[e.alias]; dup {
+					t.Fatalf("alias %q twice in the output", e.alias)
+				}
+				byAlias[e.alias] = e
+			}
+			for _, e := range in {
+				g, ok := byAlias[e.alias]
+				if !ok || g.tag != e.tag || g.date != e.date || !slices.EqualFunc(g.blobs, e.blobs, bytes.Equal) {
+					t.Fatalf("entry %q of the input: %+v in the output, want %+v", e.alias, g, e)
+				}
+				delete(byAlias, e.alias)
+			}
+			var extra []string
+			for a, e := range byAlias {
+				if e.tag != 2 || aliases[a] {
+					t.Fatalf("new entry %q: tag %d", a, e.tag)
+				}
+				extra = append(extra, string(e.blobs[0]))
+			}
+			slices.Sort(extra)
+			slices.Sort(want)
+			if !slices.Equal(extra, want) {
+				t.Fatalf("new entries: %d certificates, want %d", len(extra), len(want))
+			}
+			return
+		}
+		out, added, err := cacert.AddPKCS12(data, certs, "changeit")
+		if err != nil {
+			return
+		}
+		in, ok := opensslCerts(t, data, "changeit")
+		pw := "changeit"
+		if !ok {
+			if in, ok = opensslCerts(t, data, ""); !ok {
+				t.Fatalf("AddPKCS12 read %x, which openssl pkcs12 cannot read", data)
+			}
+			pw = ""
+		}
+		want := union(in, adding)
+		if added != len(want)-len(union(in, nil)) {
+			t.Fatalf("added %d; openssl reads %d certificates in the input, %d after adding %d", added, len(union(in, nil)), len(want), len(adding))
+		}
+		if added == 0 {
+			if !bytes.Equal(out, data) {
+				t.Fatalf("nothing added, but the store changed")
+			}
+			return
+		}
+		got, ok := opensslCerts(t, out, pw)
+		if !ok {
+			t.Fatalf("openssl pkcs12 cannot read the output (password %q)", pw)
+		}
+		if g := union(got, nil); !slices.Equal(g, want) || len(got) != len(g) {
+			t.Fatalf("openssl reads %d certificates (%d distinct) in the output, want %d", len(got), len(g), len(want))
+		}
+	})
+}
