@@ -101,27 +101,15 @@ func FuzzDecompress(f *testing.F) {
 			return
 		}
 		err := layerstream.CheckMediaType(types.MediaType(mt))
-		suffix := ""
-		for i := len(mt) - 1; i >= 0; i-- {
-			if mt[i] == ';' {
-				suffix = ""
-				continue
-			}
-			if mt[i] == '+' {
-				suffix = mt[i+1:]
-				for j := 0; j < len(suffix); j++ {
-					if suffix[j] == ';' {
-						suffix = suffix[:j]
-						break
-					}
-				}
-				break
-			}
+		// RFC 6838: parameters start at the first ";"; the structured-syntax suffix is
+		// what follows the last "+" before them.
+		typ := mt
+		if i := bytes.IndexByte([]byte(mt), ';'); i >= 0 {
+			typ = mt[:i]
 		}
-		suffix = string(bytes.TrimSpace([]byte(suffix)))
-		hasPlus := false
-		for i := 0; i < len(mt) && mt[i] != ';'; i++ {
-			hasPlus = hasPlus || mt[i] == '+'
+		suffix, hasPlus := "", false
+		if i := bytes.LastIndexByte([]byte(typ), '+'); i >= 0 {
+			suffix, hasPlus = string(bytes.TrimSpace([]byte(typ[i+1:]))), true
 		}
 		if pass := !hasPlus || suffix == "gzip" || suffix == "zstd" || suffix == "json"; pass != (err == nil) {
 			t.Fatalf("CheckMediaType(%q) = %v", mt, err)

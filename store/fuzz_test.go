@@ -22,15 +22,23 @@ import (
 // digest, nothing else is in the directory, Size is the sum of the sizes and Digest the SHA-256 of the lines
 // "DIGEST SIZE NAME\n".
 func recordModel(dirKey string, record []byte, files map[string][]byte) (readable, sound bool) {
+	// The record's JSON schema, field types included (a record that does not decode is
+	// unreadable): Record's documented fields, written out again here.
 	var rec struct {
-		Key   string
+		Key    string
+		Inputs struct {
+			Source, Platform, Format, Version string
+			Options, Files                    map[string]string
+		}
 		Files []struct {
 			Name   string
 			Size   int64
 			Digest string
 		}
-		Size   int64
-		Digest string
+		Size    int64
+		Digest  string
+		Created time.Time
+		Meta    json.RawMessage
 	}
 	if json.Unmarshal(record, &rec) != nil || rec.Key != dirKey {
 		return false, false
