@@ -28,15 +28,16 @@ import (
 // says of the inspect answer for a linux/amd64 conversion: the image ID in "Id" is
 // "sha256:" and 64 hex digits, and an image of another OS cannot serve. It decides
 // acceptance only for the plain "linux"/"amd64"/no-variant platform and refusal for an
-// answer that is not JSON, has no such ID or names another OS; an answer without an OS
-// (the config is checked after the export), architecture aliases and variants are left
+// answer that is not JSON, has no such ID or names another OS and an architecture; an
+// answer without an OS or architecture (an unknown platform, like a config without one:
+// the config is checked after the export), architecture aliases and variants are left
 // undecided.
 func inspectModel(b []byte) (ok, decided bool) {
 	var in struct {
 		ID                        string `json:"Id"`
 		Os, Architecture, Variant string
 	}
-	if json.Unmarshal(b, &in) != nil || !sha256Digest.MatchString(in.ID) || in.Os != "" && !strings.EqualFold(in.Os, "linux") {
+	if json.Unmarshal(b, &in) != nil || !sha256Digest.MatchString(in.ID) || in.Os != "" && in.Architecture != "" && !strings.EqualFold(in.Os, "linux") {
 		return false, true
 	}
 	if in.Os == "linux" && in.Architecture == "amd64" && in.Variant == "" {
