@@ -66,6 +66,9 @@ func (in *installer) java(name string) error {
 // addJKS adds certs to the JKS keystore data with github.com/pavlo-v-chernykh/keystore-go,
 // keeping every existing entry, its alias and its time. Entries are written in alias order.
 func addJKS(data []byte, certs []*x509.Certificate, password string, entryTime time.Time) ([]byte, int, error) {
+	if err := checkJKSLengths(data); err != nil {
+		return nil, 0, err
+	}
 	ks := keystore.New(keystore.WithOrderedAliases(), keystore.WithCaseExactAliases())
 	if err := ks.Load(bytes.NewReader(data), []byte(password)); err != nil {
 		return nil, 0, fmt.Errorf("read JKS (is the password %q right? see WithJavaPassword): %w", password, err)
@@ -106,6 +109,93 @@ func addJKS(data []byte, certs []*x509.Certificate, password string, entryTime t
 		return nil, 0, fmt.Errorf("write JKS: %w", err)
 	}
 	return buf.Bytes(), added, nil
+}
+
+// checkJKSLengths walks the entries of the JKS keystore data (the JDK's format: magic,
+// version, count, then per entry a tag, an alias, a date and a private key with its
+// certificate chain or a trusted certificate, each certificate with its type from version
+// 2 on) and refuses one whose declared lengths run past its end. keystore-go allocates
+// what a length declares before reading it: up to 4 GiB for a few bytes of a hostile or
+// damaged cacerts file in an image.
+func checkJKSLengths(data []byte) error {
+	p := 8 // magic and version, checked by keystore-go
+	need := func(n uint64, what string) error {
+		if n > uint64(len(data)-p) {
+			return fmt.Errorf("read JKS: %s of %d bytes at offset %d, but the file has %d bytes", what, n, p, len(data))
+		}
+		p += int(n)
+		return nil
+	}
+	u32 := func(what string) (uint32, error) {
+		if err := need(4, what); err != nil {
+			return 0, err
+		}
+		return binary.BigEndian.Uint32(data[p-4:]), nil
+	}
+	utf := func(what string) error {
+		if err := need(2, what); err != nil {
+			return err
+		}
+		return need(uint64(binary.BigEndian.Uint16(data[p-2:])), what)
+	}
+	if len(data) < 8 {
+		return fmt.Errorf("read JKS: %d bytes", len(data))
+	}
+	version := binary.BigEndian.Uint32(data[4:])
+	cert := func() error {
+		if version == 2 {
+			if err := utf("certificate type"); err != nil {
+				return err
+			}
+		}
+		n, err := u32("certificate length")
+		if err != nil {
+			return err
+		}
+		return need(uint64(n), "certificate")
+	}
+	count, err := u32("entry count")
+	if err != nil {
+		return err
+	}
+	for i := uint32(0); i < count; i++ {
+		tag, err := u32("entry tag")
+		if err != nil {
+			return err
+		}
+		if err := utf("alias"); err != nil {
+			return err
+		}
+		if err := need(8, "entry date"); err != nil {
+			return err
+		}
+		switch tag {
+		case 1:
+			n, err := u32("private key length")
+			if err != nil {
+				return err
+			}
+			if err := need(uint64(n), "private key"); err != nil {
+				return err
+			}
+			chain, err := u32("certificate chain length")
+			if err != nil {
+				return err
+			}
+			for j := uint32(0); j < chain; j++ {
+				if err := cert(); err != nil {
+					return err
+				}
+			}
+		case 2:
+			if err := cert(); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("read JKS: entry %d has the unknown tag %d", i, tag)
+		}
+	}
+	return nil
 }
 
 // addPKCS12 adds certs to the PKCS#12 trust store data with software.sslmate.com/src/go-pkcs12.

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/pem"
 	"os/exec"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -322,4 +323,34 @@ func FuzzJavaKeystore(f *testing.F) {
 			t.Fatalf("openssl reads %d certificates (%d distinct) in the output, want %d", len(got), len(g), len(want))
 		}
 	})
+}
+
+// TestJKSDeclaredLength: a JKS keystore of a few bytes that declares a 1 GiB certificate
+// is refused without allocating what it declares (keystore-go allocates a declared length
+// before reading it: a 4 GiB allocation for a hostile cacerts file). Found by the
+// FuzzJavaKeystore campaign (inputs that took 30 and 150 s).
+func TestJKSDeclaredLength(t *testing.T) {
+	var b bytes.Buffer
+	for _, v := range []uint32{0xFEEDFEED, 2, 1, 2} { // magic, version, one entry, trusted
+		binary.Write(&b, binary.BigEndian, v)
+	}
+	binary.Write(&b, binary.BigEndian, uint16(1))
+	b.WriteString("a")
+	binary.Write(&b, binary.BigEndian, int64(0))
+	binary.Write(&b, binary.BigEndian, uint16(5))
+	b.WriteString("X.509")
+	binary.Write(&b, binary.BigEndian, uint32(1<<30))
+	b.WriteString("only a few bytes")
+	ca := trusttest.NewCA(t, pkix.Name{CommonName: "Fuzz Root A"})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err := cacert.AddJKS(b.Bytes(), []*x509.Certificate{ca.Cert}, "changeit", time.Time{})
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a truncated keystore was accepted")
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<20 {
+		t.Fatalf("refusing it allocated %d MiB", n>>20)
+	}
+	t.Log(err)
 }
