@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,15 +26,20 @@ const headSize = 4096
 // that was not written read back zeros, as a new file would; nothing past the filesystem's
 // size is touched. The first [headSize] bytes are wiped on the first write and written
 // last, after everything else is synced.
+//
+// WriteAt may be called from several goroutines at once (artifact.Fetch does), at
+// disjoint ranges; the other methods are for one goroutine, with no WriteAt running.
 type blockDevice struct {
-	f       *os.File
-	path    string
-	size    int64 // of the device
-	fsSize  int64 // of the filesystem: what finish zeroes up to
+	f      *os.File
+	path   string
+	size   int64 // of the device
+	fsSize int64 // of the filesystem: what finish zeroes up to
+	off    int64 // for Write
+
+	mu      sync.Mutex // guards what follows, for concurrent WriteAt calls
 	head    [headSize]byte
 	wiped   bool
 	written spans
-	off     int64 // for Write
 }
 
 var _ outputFile = (*blockDevice)(nil)
@@ -78,12 +84,11 @@ func (d *blockDevice) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > d.fsSize {
 		return 0, fmt.Errorf("write %s at %d: past the end of the filesystem (%d bytes)", d.path, off, d.fsSize)
 	}
+	d.mu.Lock()
 	if !d.wiped {
 		// The old superblock goes before anything of the new filesystem is written.
-		if _, err := d.f.WriteAt(make([]byte, headSize), 0); err != nil {
-			return 0, err
-		}
-		if err := d.f.Sync(); err != nil {
+		if err := d.wipe(); err != nil {
+			d.mu.Unlock()
 			return 0, err
 		}
 		d.wiped = true
@@ -92,14 +97,25 @@ func (d *blockDevice) WriteAt(p []byte, off int64) (int, error) {
 	if off < headSize {
 		n = copy(d.head[off:], p)
 	}
+	d.mu.Unlock()
 	if n < len(p) {
 		m, err := d.f.WriteAt(p[n:], off+int64(n))
+		d.mu.Lock()
 		d.written.add(off+int64(n), off+int64(n+m))
+		d.mu.Unlock()
 		if err != nil {
 			return n + m, err
 		}
 	}
 	return len(p), nil
+}
+
+// wipe zeroes the head on the device and syncs.
+func (d *blockDevice) wipe() error {
+	if _, err := d.f.WriteAt(make([]byte, headSize), 0); err != nil {
+		return err
+	}
+	return d.f.Sync()
 }
 
 // Write writes p at the current offset.

@@ -47,10 +47,13 @@
 //
 // [Open] reads the manifest and the index (verified against its digest, validated by
 // [ParseIndex]); [Artifact.Fetch] downloads the blobs in parallel, each verified twice:
-// its compressed bytes against the digest and size in the index, its decompressed bytes
-// against the chunk's length and content digest. A chunk that fails is a *[ChunkError]
-// wrapping [ErrCorrupt]; the caller publishes nothing (the root package's Pull writes into
-// a temporary file renamed into place only when every chunk verified).
+// its compressed bytes against the digest and size in the index (hashed once, as they
+// arrive), its decompressed bytes against the chunk's length and content digest (hashed
+// once, in the same pass that finds the all-zero blocks). Chunks are decompressed,
+// verified and written at their offsets by several goroutines at once; a chunk is written
+// only once verified. A chunk that fails is a *[ChunkError] wrapping [ErrCorrupt]; the
+// caller publishes nothing (the root package's Pull writes into a temporary file renamed
+// into place only when every chunk verified).
 //
 // # Transport
 //

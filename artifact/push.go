@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -296,18 +295,14 @@ func dataMap(r io.ReaderAt, size int64) func(off, n int64) bool {
 	}
 }
 
-// allZero reports whether b holds only zero bytes, looking at eight bytes at a time.
+// allZero reports whether b holds only zero bytes.
 func allZero(b []byte) bool {
-	i := 0
-	for ; i+8 <= len(b); i += 8 {
-		if binary.LittleEndian.Uint64(b[i:]) != 0 {
+	for len(b) > 0 {
+		n := min(len(b), zeroBlock)
+		if !bytes.Equal(b[:n], zeros[:n]) {
 			return false
 		}
-	}
-	for _, c := range b[i:] {
-		if c != 0 {
-			return false
-		}
+		b = b[n:]
 	}
 	return true
 }
