@@ -318,6 +318,27 @@ func (in *installer) resolve(name string) (real string, info fs.FileInfo, ok boo
 	return real, info, true
 }
 
+// claim finds the store at name (a directory when dir, else a regular file) and claims it
+// for this run, so that a store reached by several names is edited once: exists tells
+// whether name resolves to such a store, and claimed whether this call is the first to
+// reach it, which counts it in Report.Stores. It returns the context's error once the
+// context is done.
+func (in *installer) claim(name string, dir bool) (real string, exists, claimed bool, err error) {
+	if err := in.ctx.Err(); err != nil {
+		return "", false, false, err
+	}
+	real, info, ok := in.resolve(name)
+	if !ok || info.IsDir() != dir || !dir && !info.Mode().IsRegular() {
+		return "", false, false, nil
+	}
+	if in.done[real] {
+		return real, true, false, nil
+	}
+	in.done[real] = true
+	in.rep.Stores++
+	return real, true, true, nil
+}
+
 func (in *installer) readFile(name string) ([]byte, error) {
 	f, err := in.fsys.Open(name)
 	if err != nil {
@@ -344,21 +365,16 @@ func (in *installer) writeFile(name string, data []byte) error {
 // bundle adds the missing certificates to the PEM bundle at name, if it exists as a
 // regular file; it returns 1 when the bundle exists (edited now or earlier).
 func (in *installer) bundle(name string, kind Kind) (int, error) {
-	if err := in.ctx.Err(); err != nil {
+	real, exists, claimed, err := in.claim(name, false)
+	if err != nil || !exists {
 		return 0, err
-	}
-	real, info, ok := in.resolve(name)
-	if !ok || !info.Mode().IsRegular() {
-		return 0, nil
 	}
 	if in.trusted[real] {
 		in.trusted[name] = true
 	}
-	if in.done[real] {
+	if !claimed {
 		return 1, nil
 	}
-	in.done[real] = true
-	in.rep.Stores++
 	data, err := in.readFile(real)
 	if err != nil {
 		return 0, err
@@ -487,15 +503,10 @@ func fileStem(c *x509.Certificate) string {
 
 // anchors writes each missing certificate into the anchor directory dir, if it exists.
 func (in *installer) anchors(dir string) error {
-	if err := in.ctx.Err(); err != nil {
+	real, _, claimed, err := in.claim(dir, true)
+	if err != nil || !claimed {
 		return err
 	}
-	real, info, ok := in.resolve(dir)
-	if !ok || !info.IsDir() || in.done[real] {
-		return nil
-	}
-	in.done[real] = true
-	in.rep.Stores++
 	ents, err := in.fsys.ReadDir(real)
 	if err != nil {
 		return fmt.Errorf("cacert: read %s: %w", real, err)
@@ -534,15 +545,10 @@ func (in *installer) anchors(dir string) error {
 // caDir makes sure the CA directory dir, if it exists, holds a file with each
 // certificate, and rehashes it as openssl rehash would.
 func (in *installer) caDir(dir string) error {
-	if err := in.ctx.Err(); err != nil {
+	real, _, claimed, err := in.claim(dir, true)
+	if err != nil || !claimed {
 		return err
 	}
-	real, info, ok := in.resolve(dir)
-	if !ok || !info.IsDir() || in.done[real] {
-		return nil
-	}
-	in.done[real] = true
-	in.rep.Stores++
 	if in.rep.CADir == "" {
 		in.rep.CADir = dir
 	}

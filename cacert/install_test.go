@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"io/fs"
@@ -14,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/img2ext4/img2ext4/cacert"
+	"github.com/img2ext4/img2ext4/internal/tartest"
 	"github.com/img2ext4/img2ext4/internal/trusttest"
 )
 
@@ -139,5 +141,48 @@ func TestReportText(t *testing.T) {
 	}
 	if (*cacert.Report)(nil).Env() != nil || (&cacert.Report{}).Env() != nil {
 		t.Error("Env without a bundle is not empty")
+	}
+}
+
+// TestInstallStoresOnce: a store reached by several known names (a bundle, a CA directory
+// and an anchor directory, each also reached through a link) is edited and counted once,
+// and holds each certificate once.
+func TestInstallStoresOnce(t *testing.T) {
+	distro := trusttest.NewCA(t, pkix.Name{CommonName: "Distro Root"})
+	corp := trusttest.NewCA(t, pkix.Name{CommonName: "Corp Root"})
+	fsys, root := rootFS(t, []tartest.Entry{
+		tartest.Dir("etc"), tartest.Dir("etc/ssl"), tartest.Dir("etc/ssl/certs"),
+		tartest.File("etc/ssl/certs/ca-certificates.crt", string(distro.PEM)),
+		tartest.Symlink("etc/ssl/cert.pem", "certs/ca-certificates.crt"),
+		tartest.Dir("etc/pki"), tartest.Dir("etc/pki/tls"),
+		tartest.Symlink("etc/pki/tls/certs", "/etc/ssl/certs"),
+		tartest.Dir("usr"), tartest.Dir("usr/local"), tartest.Dir("usr/local/share"),
+		tartest.Dir("usr/local/share/ca-certificates"),
+		tartest.Dir("etc/pki/ca-trust"), tartest.Dir("etc/pki/ca-trust/source"),
+		tartest.Symlink("etc/pki/ca-trust/source/anchors", "/usr/local/share/ca-certificates"),
+	})
+	rep, err := cacert.Install(context.Background(), fsys, []*x509.Certificate{corp.Cert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Stores != 3 {
+		t.Errorf("found %d stores, want 3 (the bundle, the CA directory, the anchor directory)", rep.Stores)
+	}
+	seen := map[string]bool{}
+	for _, c := range rep.Changes {
+		if seen[c.Path] {
+			t.Errorf("%s changed twice: %+v", c.Path, rep.Changes)
+		}
+		seen[c.Path] = true
+	}
+	if len(rep.Changes) != 3 {
+		t.Errorf("changes %+v, want one per store", rep.Changes)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "etc/ssl/certs/ca-certificates.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), strings.TrimSpace(string(corp.PEM))); n != 1 {
+		t.Errorf("the bundle holds the new CA %d times, want once", n)
 	}
 }

@@ -19,15 +19,10 @@ const (
 
 // java adds the missing certificates to the Java keystore at name, if it exists.
 func (in *installer) java(name string) error {
-	if err := in.ctx.Err(); err != nil {
+	real, _, claimed, err := in.claim(name, false)
+	if err != nil || !claimed {
 		return err
 	}
-	real, info, ok := in.resolve(name)
-	if !ok || !info.Mode().IsRegular() || in.done[real] {
-		return nil
-	}
-	in.done[real] = true
-	in.rep.Stores++
 	data, err := in.readFile(real)
 	if err != nil {
 		return err
