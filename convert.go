@@ -283,7 +283,7 @@ func Convert(ctx context.Context, ref, out string, opts ...Option) (res *Result,
 		return nil, err
 	}
 	if o.verity != nil && o.format != FormatExt4 {
-		return nil, &CheckError{Op: "verity", Err: fmt.Errorf("a hash tree needs --format ext4, not %s", o.format)}
+		return nil, &CheckError{Op: "verity", Err: fmt.Errorf("WithVerity appends a hash tree to an ext4 image and needs FormatExt4, not %s", o.format)}
 	}
 	if err := o.checkCache(); err != nil {
 		return nil, err
@@ -320,7 +320,7 @@ func ConvertTar(ctx context.Context, ref string, w io.Writer, opts ...Option) (*
 		return nil, err
 	}
 	if o.verity != nil {
-		return nil, &CheckError{Op: "verity", Err: errors.New("a hash tree needs --format ext4, not tar")}
+		return nil, &CheckError{Op: "verity", Err: errors.New("WithVerity appends a hash tree to an ext4 image and needs FormatExt4; ConvertTar writes a tar")}
 	}
 	var sink *layerapply.Tar
 	res, err := run(ctx, ref, o, func(v1.Image) (layerapply.Sink, error) {

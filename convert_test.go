@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -179,5 +180,28 @@ func TestConvertOCILayout(t *testing.T) {
 	es, _ := treesnap.Dir(out, treesnap.Options{NoXattrs: true})
 	if d := treesnap.Diff(helloWant, treesnap.ShortLines(es)); d != "" {
 		t.Errorf("differs:\n%s", d)
+	}
+}
+
+// TestFormatError: an ext4 image or a directory asked into a FIFO is refused before any
+// download with a *CheckError; for ext4 its Err is a *FormatError saying the FIFO takes
+// FormatTar only, in the library's terms (no CLI flag).
+func TestFormatError(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A reference that cannot resolve: the refusal must come before it is tried.
+	_, err := img2ext4.Convert(context.Background(), "oci:"+filepath.Join(dir, "missing"), fifo)
+	var fe *img2ext4.FormatError
+	if !errors.As(err, new(*img2ext4.CheckError)) || !errors.As(err, &fe) {
+		t.Fatalf("err = %v, want a *CheckError holding a *FormatError", err)
+	}
+	if *fe != (img2ext4.FormatError{Output: "character device or FIFO", Format: img2ext4.FormatExt4, Want: img2ext4.FormatTar}) {
+		t.Errorf("FormatError = %+v", *fe)
+	}
+	if want := "write image " + fifo + ": is a character device or FIFO, which takes the tar format only, not ext4"; err.Error() != want {
+		t.Errorf("err = %q, want %q", err, want)
 	}
 }

@@ -39,6 +39,20 @@ func (e *CheckError) Error() string {
 // Unwrap returns the underlying error.
 func (e *CheckError) Unwrap() error { return e.Err }
 
+// FormatError is the Err of a [CheckError] when the output path exists as something only
+// another format writes into: a block device takes [FormatExt4] only, a character device or
+// a FIFO [FormatTar] only.
+type FormatError struct {
+	// Output says what the output path is: "block device", "character device or FIFO".
+	Output string
+	// Format is the format asked for; Want is the only one the output takes.
+	Format, Want Format
+}
+
+func (e *FormatError) Error() string {
+	return fmt.Sprintf("is a %s, which takes the %s format only, not %s", e.Output, e.Want, e.Format)
+}
+
 // outKind is what the output path names.
 type outKind int
 
@@ -129,7 +143,7 @@ func openTarget(out string, o *options) (*target, error) {
 		case outDir:
 			return fail(out, "is a directory")
 		case outBlock:
-			return fail(out, "is a block device; a block device takes --format ext4")
+			return nil, &CheckError{Op: what, Path: out, Err: &FormatError{Output: "block device", Format: format, Want: FormatExt4}}
 		case outStream:
 			return t, nil
 		}
@@ -138,7 +152,7 @@ func openTarget(out string, o *options) (*target, error) {
 		case outDir:
 			return fail(out, "is a directory")
 		case outStream:
-			return fail(out, "is a character device or FIFO, which only --format tar can stream into")
+			return nil, &CheckError{Op: what, Path: out, Err: &FormatError{Output: "character device or FIFO", Format: format, Want: FormatTar}}
 		case outBlock:
 			d, err := openBlockDevice(t.real)
 			if err != nil {

@@ -446,6 +446,10 @@ func errorText(err error) (msg, hint string) {
 	if errors.Is(err, ocifetch.ErrUnsupportedTransport) {
 		hint = "--exporter auto or skopeo reads it through skopeo."
 	}
+	var fe *img2ext4.FormatError
+	if errors.As(err, &fe) {
+		hint = fmt.Sprintf("A %s takes --format %s only.", fe.Output, fe.Want)
+	}
 	return msg, hint
 }
 

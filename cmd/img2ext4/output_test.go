@@ -249,10 +249,10 @@ func TestStreamOutputs(t *testing.T) {
 	if fi, err := os.Lstat(fifo); err != nil || fi.Mode().Type() != fs.ModeNamedPipe {
 		t.Fatalf("the FIFO was replaced: %v %v", fi.Mode(), err)
 	}
-	for _, format := range []string{"ext4", "dir"} {
+	for format, want := range map[string]string{"ext4": "A character device or FIFO takes --format tar only.", "dir": "is not a directory"} {
 		code, _, errOut := runCLI(t, "", "-q", "--format", format, "oci:"+hello, fifo)
-		if code != 2 || !strings.Contains(errOut, fifo) {
-			t.Errorf("--format %s into a FIFO: exit %d: %s", format, code, errOut)
+		if code != 2 || !strings.Contains(errOut, fifo) || !strings.Contains(errOut, want) {
+			t.Errorf("--format %s into a FIFO: exit %d, want 2 and %q: %s", format, code, want, errOut)
 		}
 	}
 
@@ -268,7 +268,7 @@ func TestStreamOutputs(t *testing.T) {
 			t.Fatalf("tar into %s: exit %d: %s", out, code, errOut)
 		}
 		code, _, errOut := runCLI(t, "", "-q", "oci:"+hello, out)
-		if code != 2 || !strings.Contains(errOut, "only --format tar") {
+		if code != 2 || !strings.Contains(errOut, "takes --format tar only") {
 			t.Errorf("ext4 into %s: exit %d: %s", out, code, errOut)
 		}
 		if fi, err := os.Lstat(out); err != nil || fi.Mode().Type() != fs.ModeDevice|fs.ModeCharDevice {
