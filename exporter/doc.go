@@ -10,7 +10,10 @@
 //     them "containers-storage:[STORE-SPEC]IMAGE" (podman's and CRI-O's image store),
 //     "dir:", "ostree:", "sif:" and "tarball:"; a registry reference is read as skopeo's
 //     "docker://", over plain HTTP for loopback hosts and "http://" references as ocifetch
-//     does. skopeo finds registry credentials by its own rules.
+//     does. Credentials given with [ocifetch.WithBasicAuth] reach skopeo in an auth file
+//     (--src-authfile) of mode 0600 in a private temporary directory, removed as soon as
+//     skopeo exits, never on its command line; without them skopeo finds registry
+//     credentials by its own rules (other ocifetch keychains are not passed on).
 //   - [Docker] runs "docker save" for a "docker-daemon:IMAGE" reference into a temporary
 //     archive and reads that natively: for engines the docker CLI reaches when the API
 //     socket ([ocifetch.WithEngineHost], DOCKER_HOST) does not answer, as through a

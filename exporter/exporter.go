@@ -3,8 +3,11 @@ package exporter
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -143,7 +146,7 @@ func viaSkopeo(ctx context.Context, ref string, opts []ocifetch.Option) (v1.Imag
 	if err != nil {
 		return nil, func() error { return nil }, err
 	}
-	return export(ctx, "skopeo", ref, opts, func(s ocifetch.Settings, dir string) ([]string, string) {
+	return export(ctx, "skopeo", ref, opts, func(s ocifetch.Settings, dir string) ([]string, string, error) {
 		layout := filepath.Join(dir, "layout")
 		args := []string{"--override-os", s.Platform.OS, "--override-arch", s.Platform.Architecture}
 		if s.Platform.Variant != "" {
@@ -157,9 +160,54 @@ func viaSkopeo(ctx context.Context, ref string, opts []ocifetch.Option) (v1.Imag
 			// skopeo's docker-daemon transport does not read DOCKER_HOST.
 			args = append(args, "--src-daemon-host", s.EngineHost)
 		}
+		if rest, ok := strings.CutPrefix(src, "docker://"); ok && s.Username != "" {
+			// The credentials go in a file only this user can read, not on a command
+			// line that every user sees; export removes it once skopeo is done.
+			auth, err := authFile(dir, rest, s.Username, s.Password)
+			if err != nil {
+				return nil, "", err
+			}
+			args = append(args, "--src-authfile", auth)
+		}
 		args = append(args, src, "oci:"+layout+":image")
-		return args, "oci:" + layout + ":image"
+		return args, "oci:" + layout + ":image", nil
 	})
+}
+
+// authFileName is the file in an export's private directory that holds the registry
+// credentials for skopeo, removed as soon as skopeo exits.
+const authFileName = "auth.json"
+
+// authFile writes the credentials user and pass for the registry of ref (without a
+// transport) into dir as a containers-auth.json(5) file, mode 0600, and returns its path.
+func authFile(dir, ref, user, pass string) (string, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %v", ErrUnsupported, ref, err)
+	}
+	host := r.Context().RegistryStr()
+	entry := map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))}
+	auths := map[string]any{host: entry}
+	if host == name.DefaultRegistry {
+		auths["docker.io"] = entry // the key containers/image looks up for Docker Hub
+	}
+	b, err := json.Marshal(map[string]any{"auths": auths})
+	if err != nil {
+		return "", fmt.Errorf("exporter: encode credentials: %w", err)
+	}
+	p := filepath.Join(dir, authFileName)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("exporter: write credentials for skopeo: %w", err)
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("exporter: write credentials for skopeo %s: %w", p, err)
+	}
+	return p, nil
 }
 
 // viaDocker saves a "docker-daemon:IMAGE" reference with docker save and reads the
@@ -169,15 +217,15 @@ func viaDocker(ctx context.Context, ref string, opts []ocifetch.Option) (v1.Imag
 	if !ok || name == "" {
 		return nil, func() error { return nil }, fmt.Errorf("%w: %s: the docker exporter reads docker-daemon:IMAGE references", ErrUnsupported, ref)
 	}
-	return export(ctx, "docker", ref, opts, func(s ocifetch.Settings, dir string) ([]string, string) {
+	return export(ctx, "docker", ref, opts, func(s ocifetch.Settings, dir string) ([]string, string, error) {
 		archive := filepath.Join(dir, "image.tar")
-		return []string{"save", "--output", archive, name}, "docker-archive:" + archive
+		return []string{"save", "--output", archive, name}, "docker-archive:" + archive, nil
 	})
 }
 
 // export runs program with the arguments args gives for a new temporary directory, then
 // reads the image from the local reference args returns.
-func export(ctx context.Context, program, ref string, opts []ocifetch.Option, args func(s ocifetch.Settings, dir string) ([]string, string)) (img v1.Image, release func() error, err error) {
+func export(ctx context.Context, program, ref string, opts []ocifetch.Option, args func(s ocifetch.Settings, dir string) ([]string, string, error)) (img v1.Image, release func() error, err error) {
 	release = func() error { return nil }
 	s, err := ocifetch.SettingsOf(opts...)
 	if err != nil {
@@ -198,7 +246,10 @@ func export(ctx context.Context, program, ref string, opts []ocifetch.Option, ar
 			release = func() error { return nil }
 		}
 	}()
-	argv, local := args(s, dir)
+	argv, local, err := args(s, dir)
+	if err != nil {
+		return nil, release, err
+	}
 	cmd := exec.CommandContext(ctx, path, argv...)
 	// skopeo keeps its temporary files under TMPDIR, which release removes.
 	cmd.Env = append(os.Environ(), "TMPDIR="+dir)
@@ -210,7 +261,11 @@ func export(ctx context.Context, program, ref string, opts []ocifetch.Option, ar
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 8 << 10}
 	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Run(); err != nil {
+	err = cmd.Run()
+	if rerr := os.Remove(filepath.Join(dir, authFileName)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		return nil, release, fmt.Errorf("exporter: remove the credentials given to %s: %w", program, rerr)
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil, release, ctx.Err()
 		}

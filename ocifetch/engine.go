@@ -59,6 +59,9 @@ type Settings struct {
 	// EngineHost is the engine endpoint of "docker-daemon:" references
 	// ([WithEngineHost]).
 	EngineHost string
+	// Username and Password are the registry credentials of [WithBasicAuth];
+	// Username is "" without it.
+	Username, Password string
 }
 
 // SettingsOf returns what opts choose, defaults filled in. It fails when an
@@ -68,7 +71,11 @@ func SettingsOf(opts ...Option) (Settings, error) {
 	if err != nil {
 		return Settings{}, err
 	}
-	return Settings{Platform: o.platform, TempDir: o.tempDir, EngineHost: o.engine()}, nil
+	s := Settings{Platform: o.platform, TempDir: o.tempDir, EngineHost: o.engine()}
+	if o.basicSet {
+		s.Username, s.Password = o.user, o.pass
+	}
+	return s, nil
 }
 
 // engine returns the engine endpoint to use.
