@@ -1,7 +1,11 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -205,7 +209,14 @@ func versionText() string {
 			}
 		}
 	}
-	if v == "" {
+	if (v == "" || v == "(devel)") && commit == "" {
+		// Built without a version or VCS stamps (-buildvcs=false, a git worktree): the
+		// executable's own digest still tells one build from another.
+		v = "devel"
+		if sum := executableDigest(); sum != "" {
+			v += ", executable sha256:" + sum
+		}
+	} else if v == "" {
 		v = "(devel)"
 	}
 	var b strings.Builder
@@ -226,4 +237,23 @@ func versionText() string {
 	}
 	fmt.Fprintf(&b, "go:      %s %s/%s\n", goVersion, runtime.GOOS, runtime.GOARCH)
 	return b.String()
+}
+
+// executableDigest returns the first 16 hex digits of the running executable's SHA-256,
+// or "" when it cannot be read.
+func executableDigest() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	f, err := os.Open(exe)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }
