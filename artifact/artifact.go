@@ -7,6 +7,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/img2ext4/img2ext4/ocifetch"
+	"github.com/img2ext4/img2ext4/progress"
 )
 
 // Media types of the artifact: the manifest's artifactType, its config (the chunk index)
@@ -90,6 +91,7 @@ type options struct {
 	jobs        int
 	subject     *v1.Descriptor
 	annotations map[string]string
+	progress    progress.Func
 }
 
 // Option configures [Push], [Open] and [Find].
@@ -122,6 +124,15 @@ func WithJobs(n int) Option {
 		o.jobs = n
 		return nil
 	}
+}
+
+// WithProgress makes [Push] report its progress to fn: image-level events (Layer -1) of
+// [progress.PhaseUpload] whose Done counts the bytes of the image handled so far (chunks
+// uploaded, found in the registry already, or all zeros) out of Total, the image's size,
+// the last one Complete once the manifest is in place. Calls never overlap; they come
+// from the goroutines doing the work, so fn must return quickly. The default is none.
+func WithProgress(fn progress.Func) Option {
+	return func(o *options) error { o.progress = fn; return nil }
 }
 
 // WithSubject makes [Push] set the manifest's subject to desc, the descriptor of the

@@ -15,12 +15,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/img2ext4/img2ext4/ocifetch"
+	"github.com/img2ext4/img2ext4/progress"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -49,7 +51,19 @@ type Pushed struct {
 	// skipped.
 	Blobs, Uploaded int
 	UploadedBytes   int64
+	// Referrers says how the subject's referrers list the artifact: [ReferrersAPI],
+	// [ReferrersTag], or "" when it has no subject.
+	Referrers string
 }
+
+// How a registry lists an artifact among its subject's referrers ([Pushed.Referrers]).
+const (
+	// ReferrersAPI is the registry's referrers API (OCI distribution 1.1).
+	ReferrersAPI = "api"
+	// ReferrersTag is the OCI 1.1 fallback tag "sha256-<hex>" of the subject, an index
+	// that Push updated, for registries without the API.
+	ReferrersTag = "tag"
+)
 
 // PushFile pushes the ext4 image in the file at path as an artifact to ref; see [Push].
 // Holes of a sparse file are found with SEEK_DATA and not read.
@@ -126,19 +140,41 @@ func Push(ctx context.Context, r io.ReaderAt, size int64, ref string, opts ...Op
 		return nil, err
 	}
 	p := &Pushed{}
-	var mu sync.Mutex // guards p's counts
+	var mu sync.Mutex // guards p's counts and done, and serializes progress
+	var done int64    // bytes of the image handled
+	start := time.Now()
+	report := func(complete bool) {
+		if o.progress == nil {
+			return
+		}
+		e := progress.Event{Phase: progress.PhaseUpload, Layer: -1, Done: done, Total: size, Complete: complete, Elapsed: time.Since(start)}
+		if s := e.Elapsed.Seconds(); s > 0 {
+			e.BytesPerSec = float64(done) / s
+		}
+		o.progress(e)
+	}
+	mu.Lock()
+	report(false)
+	mu.Unlock()
 	x, err := pushChunks(ctx, r, size, o.jobs, func(ctx context.Context, c Chunk, blob []byte) error {
 		l := &blobLayer{digest: c.Digest, b: blob, mt: ChunkMediaType}
 		if err := pusher.Upload(ctx, repo, l); err != nil {
 			return fmt.Errorf("upload chunk %s at offset %d to %s: %w", c.Digest, c.Offset, repo, err)
 		}
+		mu.Lock()
+		defer mu.Unlock()
 		if l.read.Load() {
-			mu.Lock()
 			p.Uploaded++
 			p.UploadedBytes += int64(len(blob))
-			mu.Unlock()
 		}
+		done += c.Length
+		report(false)
 		return nil
+	}, func(c Chunk) {
+		mu.Lock()
+		done += c.Length
+		report(false)
+		mu.Unlock()
 	})
 	if err != nil {
 		return nil, err
@@ -201,6 +237,17 @@ func Push(ctx context.Context, r io.ReaderAt, size int64, ref string, opts ...Op
 	if err := pusher.Put(ctx, target, rawManifest{raw: mraw, mt: types.OCIManifestSchema1}); err != nil {
 		return nil, fmt.Errorf("put artifact manifest %s: %w", target, err)
 	}
+	if o.subject != nil {
+		// The put asked the registry the same: with the fallback tag turned off, a
+		// referrers query fails where the registry has no referrers API.
+		p.Referrers = ReferrersAPI
+		if _, err := remote.Referrers(repo.Digest(o.subject.Digest.String()), append(ropts, remote.WithReferrersTagFallback(false))...); err != nil {
+			p.Referrers = ReferrersTag
+		}
+	}
+	mu.Lock()
+	report(true)
+	mu.Unlock()
 	return p, nil
 }
 
@@ -212,9 +259,10 @@ func explicitTag(ref string) bool {
 }
 
 // pushChunks cuts the image into chunks, compresses each data chunk, hands it to upload
-// (from up to jobs goroutines at once) and returns the index. Chunks wholly inside a hole
-// of a sparse file are not read.
-func pushChunks(ctx context.Context, r io.ReaderAt, size int64, jobs int, upload func(ctx context.Context, c Chunk, blob []byte) error) (*Index, error) {
+// (from up to jobs goroutines at once) and returns the index. A chunk of zeros is handed
+// to zero instead (from any of those goroutines). Chunks wholly inside a hole of a sparse
+// file are not read.
+func pushChunks(ctx context.Context, r io.ReaderAt, size int64, jobs int, upload func(ctx context.Context, c Chunk, blob []byte) error, zero func(c Chunk)) (*Index, error) {
 	n := (size + ChunkSize - 1) / ChunkSize
 	chunks := make([]Chunk, n)
 	data := dataMap(r, size)
@@ -231,6 +279,7 @@ func pushChunks(ctx context.Context, r io.ReaderAt, size int64, jobs int, upload
 		length := min(ChunkSize, size-off)
 		chunks[i] = Chunk{Offset: off, Length: length}
 		if !data(off, length) {
+			zero(chunks[i])
 			continue
 		}
 		if gctx.Err() != nil {
@@ -247,6 +296,7 @@ func pushChunks(ctx context.Context, r io.ReaderAt, size int64, jobs int, upload
 				return fmt.Errorf("read image at %d: %w", off+int64(k), err)
 			}
 			if allZero(b) {
+				zero(chunks[i])
 				return nil
 			}
 			blob := enc.EncodeAll(b, make([]byte, 0, len(b)/2))

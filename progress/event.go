@@ -20,6 +20,10 @@ const (
 	PhaseFinalize Phase = "finalize"
 	// PhaseDone is reported once, when the whole conversion has finished.
 	PhaseDone Phase = "done"
+	// PhaseUpload is the transfer of an image to a registry (img2ext4 push): image-level
+	// events (Layer -1) whose Done counts the image's bytes handled so far (chunks
+	// uploaded, found in the registry already, or all zeros) out of Total, its size.
+	PhaseUpload Phase = "upload"
 	// PhaseWarning reports, as it happens, something the image carries that the output
 	// cannot hold as given and that was dropped, skipped or changed; [Event.Warning] says
 	// what. It is no stage: it comes among the apply events.

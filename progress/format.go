@@ -22,6 +22,8 @@ func phaseVerb(p Phase, complete bool) string {
 		ing, ed = "applying", "applied"
 	case PhaseFinalize:
 		ing, ed = "finalizing", "finalized"
+	case PhaseUpload:
+		ing, ed = "uploading", "uploaded"
 	case PhaseDone:
 		ing, ed = "done", "done"
 	default:

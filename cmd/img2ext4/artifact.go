@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"github.com/img2ext4/img2ext4"
 	"github.com/img2ext4/img2ext4/artifact"
 	"github.com/img2ext4/img2ext4/ocifetch"
+	"github.com/img2ext4/img2ext4/progress"
 	"github.com/spf13/pflag"
 )
 
@@ -94,6 +96,13 @@ func parseSub(fs *pflag.FlagSet, args []string, n int, usage string, stdout io.W
 
 // subFail prints err and returns the exit status: 2 for a usage error or a failed check.
 func subFail(ctx context.Context, stderr io.Writer, name string, err error) int {
+	return subFailTo(ctx, stderr, nil, name, err)
+}
+
+// subFailTo is subFail ending the output of r, when not nil: in JSON mode the error is
+// the last object (with its hint), in the other modes the rows that did not finish are
+// marked and the error printed below.
+func subFailTo(ctx context.Context, stderr io.Writer, r *progress.Renderer, name string, err error) int {
 	if errors.Is(err, pflag.ErrHelp) {
 		return exitOK
 	}
@@ -105,11 +114,61 @@ func subFail(ctx context.Context, stderr io.Writer, name string, err error) int 
 		err = cause
 	}
 	msg, hint := errorText(err)
-	printError(stderr, msg, hint)
 	if errors.As(err, new(usageError)) {
-		fmt.Fprintf(stderr, "Run 'img2ext4 %s --help' for usage.\n", name)
+		hint = strings.TrimSpace(hint + "\nRun 'img2ext4 " + name + " --help' for usage.")
 	}
+	if r != nil {
+		if r.Mode() == progress.ModeJSON {
+			err = hintedError{err, strings.TrimSpace(msg + "\n" + hint)}
+		}
+		r.Fail(err)
+		r.Close() // a write error on stderr has nowhere to be reported
+		if r.Mode() == progress.ModeJSON {
+			return code
+		}
+	}
+	printError(stderr, msg, hint)
 	return code
+}
+
+// transferProgress returns the renderer of push's (or pull's) --progress MODE, or nil
+// for none or --quiet. An unknown mode is a usage error.
+func transferProgress(mode string, quiet bool, stderr io.Writer) (*progress.Renderer, error) {
+	m, err := progress.ParseMode(mode)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--progress %q: want auto, tty, plain, json or none", mode)}
+	}
+	if quiet || m == progress.ModeNone {
+		return nil, nil
+	}
+	return progress.NewRenderer(stderr, m), nil
+}
+
+// finishTransfer ends the output of r with the result: in JSON mode one object of type
+// "result" with the members of v, in the other modes (and with no renderer, unless quiet)
+// the lines.
+func finishTransfer(r *progress.Renderer, stderr io.Writer, quiet bool, v any, lines []string) {
+	if r != nil {
+		r.Close()
+	}
+	if r != nil && r.Mode() == progress.ModeJSON {
+		b, err := json.Marshal(v)
+		if err != nil || len(b) < 2 || b[0] != '{' {
+			return // cannot happen: v is a struct of plain fields
+		}
+		typ := `{"type":"result"`
+		if len(b) > 2 {
+			typ += ","
+		}
+		fmt.Fprintf(stderr, "%s%s\n", typ, b[1:])
+		return
+	}
+	if quiet {
+		return
+	}
+	for _, l := range lines {
+		fmt.Fprintln(stderr, l)
+	}
 }
 
 const pushUsage = `Usage: img2ext4 push [flags] IMAGE REGISTRY/REPO[:TAG]
@@ -118,47 +177,122 @@ Push the ext4 image file IMAGE to a registry as an OCI artifact (artifactType
 ` + artifact.ArtifactType + `): 2 MiB zstd chunks, all-zero chunks left out,
 chunks the registry already has not uploaded again. Without a TAG the artifact is pushed
 by digest only. --subject names the image IMAGE was converted from: the artifact becomes
-one of its referrers. The artifact's REPO@DIGEST is printed on standard output.`
+one of its referrers. The artifact's REPO@DIGEST is printed on standard output.
+--progress json writes only JSON objects to standard error, the last one of type
+"result" (the artifact, its chunks, what was uploaded and what the registry had).`
+
+// pushResult is the JSON result of push, and what its summary says.
+type pushResult struct {
+	// Ref is the artifact's REPO@DIGEST, Digest its manifest digest, Tag the tag it
+	// was pushed to ("" for none).
+	Ref    string `json:"ref"`
+	Digest string `json:"digest"`
+	Tag    string `json:"tag,omitempty"`
+	// Image is the file pushed and Size its size in bytes.
+	Image string `json:"image"`
+	Size  int64  `json:"size"`
+	// Chunks counts the 2 MiB chunks the image was cut into, Holes those of zeros
+	// (never uploaded), Blobs the distinct blobs of the others.
+	Chunks int `json:"chunks"`
+	Holes  int `json:"holes"`
+	Blobs  int `json:"blobs"`
+	// Uploaded counts the blobs uploaded, UploadedBytes their compressed bytes, Present
+	// those the registry had already (skipped).
+	Uploaded      int   `json:"uploaded"`
+	UploadedBytes int64 `json:"uploaded_bytes"`
+	Present       int   `json:"present"`
+	// Subject is the digest of the source image's manifest (--subject), and Referrers
+	// how the registry lists the artifact among its referrers: "api" or "tag" (the
+	// fallback tag).
+	Subject   string `json:"subject,omitempty"`
+	Referrers string `json:"referrers,omitempty"`
+	// Annotations are the manifest's annotations.
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// Elapsed is the time the push took.
+	Elapsed time.Duration `json:"elapsed_ns"`
+}
+
+func newPushResult(file string, p *artifact.Pushed, elapsed time.Duration) pushResult {
+	res := pushResult{Ref: p.Ref.String(), Digest: p.Ref.DigestStr(), Tag: p.Tag, Image: file, Size: p.Index.Size,
+		Chunks: p.Chunks + p.Holes, Holes: p.Holes, Blobs: p.Blobs, Uploaded: p.Uploaded, UploadedBytes: p.UploadedBytes,
+		Present: p.Blobs - p.Uploaded, Referrers: p.Referrers, Annotations: p.Descriptor.Annotations, Elapsed: elapsed}
+	if p.Referrers != "" {
+		res.Subject = p.Descriptor.Annotations[artifact.AnnotationSourceDigest]
+	}
+	return res
+}
+
+// lines is the summary of a push for the text modes.
+func (res pushResult) lines() []string {
+	to := res.Ref
+	if res.Tag != "" {
+		to = strings.TrimSuffix(res.Ref, "@"+res.Digest) + ":" + res.Tag + " (" + res.Digest + ")"
+	}
+	lines := []string{fmt.Sprintf("Pushed %s to %s in %s: %d chunks of 2 MiB, %d holes; %d blobs, %d uploaded (%s), %d already there",
+		res.Image, to, res.Elapsed.Round(time.Millisecond), res.Chunks-res.Holes, res.Holes, res.Blobs, res.Uploaded, mib(res.UploadedBytes), res.Present)}
+	switch res.Referrers {
+	case artifact.ReferrersAPI:
+		lines = append(lines, "Listed among the referrers of "+res.Subject+" by the registry's referrers API")
+	case artifact.ReferrersTag:
+		lines = append(lines, "Listed among the referrers of "+res.Subject+" in the fallback tag sha256-"+strings.TrimPrefix(res.Subject, "sha256:")+" (the registry has no referrers API)")
+	}
+	return lines
+}
 
 func runPush(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var r registryFlags
-	var subject string
+	var subject, mode string
 	var annotations []string
 	fs := pflag.NewFlagSet("img2ext4 push", pflag.ContinueOnError)
 	r.add(fs)
 	fs.StringVar(&subject, "subject", "", "the source image `REF` IMAGE was converted from (a registry image, oci:DIR, ...)")
 	fs.Var(&r.platform, "platform", "platform to pick from a multi-platform --subject (default linux/<host arch>)")
 	fs.StringArrayVar(&annotations, "annotation", nil, "add an annotation `KEY=VALUE` to the manifest (repeatable)")
+	fs.StringVar(&mode, "progress", "auto", "progress output `MODE`: auto, tty, plain, json or none")
+	var rend *progress.Renderer
+	fail := func(err error) int {
+		if rend == nil && wantsJSON(args) { // a tool reading JSON gets a usage error as JSON too
+			rend = progress.NewRenderer(stderr, progress.ModeJSON)
+		}
+		return subFailTo(ctx, stderr, rend, "push", err)
+	}
 	if err := parseSub(fs, args, 2, pushUsage, stdout); err != nil {
-		return subFail(ctx, stderr, "push", err)
+		return fail(err)
 	}
 	if err := r.check(); err != nil {
-		return subFail(ctx, stderr, "push", usageError{err})
+		return fail(usageError{err})
 	}
 	ann := map[string]string{}
 	for _, a := range annotations {
 		k, v, ok := strings.Cut(a, "=")
 		if !ok || k == "" {
-			return subFail(ctx, stderr, "push", usageError{fmt.Errorf("--annotation %q: want KEY=VALUE", a)})
+			return fail(usageError{fmt.Errorf("--annotation %q: want KEY=VALUE", a)})
 		}
 		ann[k] = v
 	}
 	file, ref := fs.Arg(0), fs.Arg(1)
 	if err := ocifetch.CheckReference(ref); err != nil {
-		return subFail(ctx, stderr, "push", usageError{err})
+		return fail(usageError{err})
 	}
 	if strings.Contains(ref, "@") {
-		return subFail(ctx, stderr, "push", usageError{fmt.Errorf("%s: push to a repository and optionally a tag, not a digest", ref)})
+		return fail(usageError{fmt.Errorf("%s: push to a repository and optionally a tag, not a digest", ref)})
+	}
+	var err error
+	if rend, err = transferProgress(mode, r.quiet, stderr); err != nil {
+		return fail(err)
 	}
 	fetch, err := r.fetchOptions(stdin)
 	if err != nil {
-		return subFail(ctx, stderr, "push", err)
+		return fail(err)
 	}
 	opts := []artifact.Option{artifact.WithFetchOptions(fetch...), artifact.WithJobs(r.jobs)}
+	if rend != nil {
+		opts = append(opts, artifact.WithProgress(rend.Func()))
+	}
 	if subject != "" {
 		so, err := artifact.ResolveSource(ctx, subject, fetch...)
 		if err != nil {
-			return subFail(ctx, stderr, "push", fmt.Errorf("--subject: %w", err))
+			return fail(fmt.Errorf("--subject: %w", err))
 		}
 		opts = append(opts, so...)
 	}
@@ -166,17 +300,11 @@ func runPush(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	start := time.Now()
 	p, err := artifact.PushFile(ctx, file, ref, opts...)
 	if err != nil {
-		return subFail(ctx, stderr, "push", err)
+		return fail(err)
 	}
 	fmt.Fprintln(stdout, p.Ref.String())
-	if !r.quiet {
-		to := p.Ref.String()
-		if p.Tag != "" {
-			to = p.Ref.Context().Tag(p.Tag).String() + " (" + p.Ref.DigestStr() + ")"
-		}
-		fmt.Fprintf(stderr, "Pushed %s to %s in %s: %d chunks of 2 MiB, %d holes; %d blobs, %d uploaded (%s), %d already there\n",
-			file, to, time.Since(start).Round(time.Millisecond), p.Chunks, p.Holes, p.Blobs, p.Uploaded, mib(p.UploadedBytes), p.Blobs-p.Uploaded)
-	}
+	res := newPushResult(file, p, time.Since(start))
+	finishTransfer(rend, stderr, r.quiet, res, res.lines())
 	return exitOK
 }
 
