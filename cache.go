@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +13,9 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/img2ext4/img2ext4/artifact"
+	"github.com/img2ext4/img2ext4/cacert"
 	"github.com/img2ext4/img2ext4/ext4writer"
+	"github.com/img2ext4/img2ext4/layerapply"
 	"github.com/img2ext4/img2ext4/ocifetch"
 	"github.com/img2ext4/img2ext4/verity"
 )
@@ -148,7 +151,7 @@ func convertCached(ctx context.Context, ref, out string, o *options) (*Result, e
 	if err != nil {
 		return nil, err
 	}
-	ann := map[string]string{artifact.AnnotationStoreKey: c.Key}
+	ann := map[string]string{artifact.AnnotationStoreKey: c.Key, artifact.AnnotationReport: makeCacheReport(res)}
 	if v := res.Verity; v != nil {
 		ann[artifact.AnnotationVerityRootHash], ann[artifact.AnnotationVeritySalt] = v.RootHash, v.Salt
 	}
@@ -195,9 +198,42 @@ func pushOutput(ctx context.Context, out, ref string, opts []artifact.Option) (*
 	return artifact.Push(ctx, f, st.Size, ref, opts...)
 }
 
+// maxCacheReport bounds the JSON of [artifact.AnnotationReport]: annotations go into the
+// manifest (4 MiB with the chunks' descriptors) and into every referrers list.
+const maxCacheReport = 64 << 10
+
+// cacheReport is what a conversion reported besides the image, kept in the artifact's
+// [artifact.AnnotationReport] so that a cache hit reports it as the conversion did.
+type cacheReport struct {
+	Layers          int                  `json:"layers"`
+	Warnings        []layerapply.Warning `json:"warnings,omitempty"`
+	WarningsOmitted int                  `json:"warnings_omitted,omitempty"`
+	CACerts         *cacert.Report       `json:"ca_certs,omitempty"`
+}
+
+// makeCacheReport returns the JSON of res's cacheReport, within [maxCacheReport] bytes:
+// warnings past what fits are only counted, as those past [MaxWarnings] are.
+func makeCacheReport(res *Result) string {
+	r := cacheReport{Layers: res.Layers, Warnings: res.Warnings, WarningsOmitted: res.WarningsOmitted, CACerts: res.CACerts}
+	for {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return "" // cannot happen: plain fields
+		}
+		if len(b) <= maxCacheReport || len(r.Warnings) == 0 {
+			return string(b)
+		}
+		keep := len(r.Warnings) / 2
+		r.WarningsOmitted += len(r.Warnings) - keep
+		r.Warnings = r.Warnings[:keep]
+	}
+}
+
 // cachedResult describes an image pulled from a cache: the source image's digest,
-// platform and config, the filesystem as its superblock says, and the hash tree as the
-// artifact's annotations and the verity superblock say.
+// platform and config, the filesystem as its superblock says, the hash tree as the
+// artifact's annotations and the verity superblock say, and the layers, warnings and CA
+// report as the conversion that made it reported them ([artifact.AnnotationReport]; an
+// artifact without it, or with one that does not parse, gives none).
 func cachedResult(img v1.Image, out string, pr *PullResult) (*Result, error) {
 	digest, err := img.Digest()
 	if err != nil {
@@ -219,6 +255,10 @@ func cachedResult(img v1.Image, out string, pr *PullResult) (*Result, error) {
 	}
 	res.Filesystem = st
 	ann := pr.Artifact.Descriptor.Annotations
+	var rep cacheReport
+	if err := json.Unmarshal([]byte(ann[artifact.AnnotationReport]), &rep); err == nil {
+		res.Layers, res.Warnings, res.WarningsOmitted, res.CACerts = rep.Layers, rep.Warnings, rep.WarningsOmitted, rep.CACerts
+	}
 	if root := ann[artifact.AnnotationVerityRootHash]; root != "" {
 		sb := make([]byte, 32)
 		if _, err := f.ReadAt(sb, st.Size); err != nil || string(sb[:6]) != "verity" {

@@ -5,8 +5,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -14,6 +16,7 @@ import (
 	"github.com/img2ext4/img2ext4/artifact"
 	"github.com/img2ext4/img2ext4/internal/registrytest"
 	"github.com/img2ext4/img2ext4/internal/tartest"
+	"github.com/img2ext4/img2ext4/internal/trusttest"
 )
 
 // TestCache converts with --cache-from and --cache-to against each registry: the first
@@ -56,8 +59,8 @@ func TestCache(t *testing.T) {
 				t.Fatal(err)
 			}
 			c2 := res2.Cache
-			if c2 == nil || c2.Hit != c.Pushed || c2.Key != c.Key || res2.Layers != 0 {
-				t.Fatalf("second conversion: layers %d, cache %+v; want a hit on %s", res2.Layers, c2, c.Pushed)
+			if c2 == nil || c2.Hit != c.Pushed || c2.Key != c.Key || res2.Layers != res.Layers {
+				t.Fatalf("second conversion: layers %d, cache %+v; want a hit on %s and the %d layers converting reported", res2.Layers, c2, c.Pushed, res.Layers)
 			}
 			// The source's manifest and config are read, no layer: nothing is converted.
 			// The push after the hit finds every blob in place.
@@ -100,5 +103,38 @@ func TestCache(t *testing.T) {
 				t.Errorf("the source has %d referrers (%v), want the two pushed", len(found), err)
 			}
 		})
+	}
+}
+
+// TestCacheReport converts an image whose layer carries attributes ext4 cannot hold, with
+// a CA certificate baked in, through --cache-to, then hits the cache: the hit's Result
+// has the layers, warnings and CA report the conversion had, as the artifact records them.
+func TestCacheReport(t *testing.T) {
+	ctx := context.Background()
+	m := tartest.Mtime(time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC))
+	odd := tartest.Tar(tartest.Dir("d", m), tartest.File("d/odd", "o\n", m, tartest.Xattr("btrfs.compression", "zstd"), tartest.Xattr("user.", "bare")))
+	src := pushed(t, tartest.Image(append(helloLayers(), odd)...))
+	reg := registrytest.GGCR(t)
+	cache := reg.Host + "/app-ext4"
+	p := trusttest.NewPKI(t)
+	opts := []img2ext4.Option{img2ext4.WithCACerts(p.Corp.Cert), img2ext4.WithCacheFrom(cache), img2ext4.WithCacheTo(cache)}
+	dir := t.TempDir()
+	res, err := img2ext4.Convert(ctx, src, filepath.Join(dir, "first.img"), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Cache.Hit != "" || len(res.Warnings) == 0 || res.CACerts == nil || len(res.CACerts.Changes) == 0 {
+		t.Fatalf("first conversion: cache %+v, warnings %v, CA report %+v; want a miss with warnings and changes", res.Cache, res.Warnings, res.CACerts)
+	}
+	res2, err := img2ext4.Convert(ctx, src, filepath.Join(dir, "second.img"), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2.Cache.Hit == "" {
+		t.Fatalf("second conversion missed: %+v", res2.Cache)
+	}
+	if res2.Layers != res.Layers || !reflect.DeepEqual(res2.Warnings, res.Warnings) || res2.WarningsOmitted != res.WarningsOmitted || !reflect.DeepEqual(res2.CACerts, res.CACerts) {
+		t.Errorf("hit reported layers %d, warnings %v (+%d), CA %+v; converting reported %d, %v (+%d), %+v",
+			res2.Layers, res2.Warnings, res2.WarningsOmitted, res2.CACerts, res.Layers, res.Warnings, res.WarningsOmitted, res.CACerts)
 	}
 }

@@ -67,8 +67,9 @@ type Result struct {
 	Verity *Verity
 	// Cache reports what [WithCacheFrom] and [WithCacheTo] did: the key, the artifact
 	// pulled instead of converting, the one pushed; nil without them. After a cache hit,
-	// Layers is 0 (nothing was applied) and Warnings and CACerts are empty (the
-	// conversion that made the image reported them).
+	// Layers, Warnings and CACerts are what the conversion that made the image reported,
+	// as its artifact records them ([artifact.AnnotationReport]); an artifact pushed
+	// without that record gives 0 and none.
 	Cache *Cache
 	// Config is the image's run configuration (entrypoint, command, environment, user,
 	// working directory, labels, ports, stop signal), as a VM launcher needs it.

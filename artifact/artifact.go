@@ -55,6 +55,10 @@ const (
 	// AnnotationVeritySalt is the dm-verity salt (hexadecimal, "-" for none), beside
 	// the root hash.
 	AnnotationVeritySalt = "io.github.img2ext4.verity.salt"
+	// AnnotationReport is what the conversion that made the image reported besides the
+	// image, as JSON (the layers applied, the warnings, the CA certificate report), so
+	// that a cache hit reports the same; the root package writes and reads it.
+	AnnotationReport = "io.github.img2ext4.report"
 )
 
 // DefaultJobs is how many chunks [Push] and [Artifact.Fetch] handle at once unless

@@ -6,12 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/img2ext4/img2ext4/artifact"
 	"github.com/img2ext4/img2ext4/internal/registrytest"
+	"github.com/img2ext4/img2ext4/internal/trusttest"
 )
 
 // convertHello converts the test image with a dm-verity tree appended and returns the
@@ -219,10 +221,28 @@ func TestCacheCLI(t *testing.T) {
 	if code != exitOK || !strings.Contains(stderr, "Cache hit: pulled "+cache+"@sha256:") {
 		t.Fatalf("second conversion: exit %d: %s", code, stderr)
 	}
-	code, _, stderr = runCLI(t, "", "--progress", "json", "--cache-from", cache, "oci:"+hello, filepath.Join(dir, "third.img"))
-	objs := jsonLines(t, stderr)
-	if c, _ := objs[len(objs)-1]["cache"].(map[string]any); code != exitOK || c["hit"] == nil || c["key"] == nil {
-		t.Fatalf("JSON result after a hit: exit %d, %v", code, objs[len(objs)-1])
+	// The JSON results of a miss and of a hit into the same file differ only in what the
+	// cache did and the time taken: the layers, warnings and CA report come with the hit.
+	third := filepath.Join(dir, "third.img")
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, trusttest.NewPKI(t).Corp.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	results := map[bool]map[string]any{}
+	for _, hit := range []bool{false, true} {
+		args := []string{"--progress", "json", "--ca-cert", ca, "--cache-from", cache, "--cache-to", cache + ":ca", "oci:" + hello, third}
+		code, _, stderr = runCLI(t, "", args...)
+		objs := jsonLines(t, stderr)
+		res := objs[len(objs)-1]
+		if c, _ := res["cache"].(map[string]any); code != exitOK || (c["hit"] != nil) != hit || c["key"] == nil {
+			t.Fatalf("JSON result, want hit %v: exit %d, %v", hit, code, res)
+		}
+		delete(res, "cache")
+		delete(res, "elapsed_ns")
+		results[hit] = res
+	}
+	if !reflect.DeepEqual(results[false], results[true]) || results[true]["ca_certs"] == nil || results[true]["layers"] == float64(0) {
+		t.Errorf("JSON result of a hit:\n%v\nof the miss:\n%v", results[true], results[false])
 	}
 	a, _ := os.ReadFile(first)
 	b, _ := os.ReadFile(second)
