@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/img2ext4/img2ext4/internal/copystat"
 	"github.com/img2ext4/img2ext4/progress"
 )
 
@@ -97,6 +98,7 @@ type Pipeline struct {
 	cond    *sync.Cond
 	layers  []*pipeLayer
 	next    int // the next layer a worker takes
+	busy    int // workers decoding a layer and not waiting for the reader
 	head    int // the layer being read
 	mem     int64
 	disk    int64
@@ -204,9 +206,11 @@ func (p *Pipeline) worker() {
 			return
 		}
 		p.next++
+		p.busy++
 		p.mu.Unlock()
 		err := p.decode(i, &dec, br)
 		p.mu.Lock()
+		p.busy--
 		pl := p.layers[i]
 		pl.done, pl.err = true, err
 		p.cond.Broadcast()
@@ -233,34 +237,16 @@ func (p *Pipeline) decode(i int, dec *Decoder, br *bufio.Reader) error {
 		return fmt.Errorf("decompress layer %s: %w", pl.name, err)
 	}
 
-	// The hasher hashes each chunk and hands it to the reader, on a goroutine of its own.
-	chunks := make(chan segment, 2)
-	hres := make(chan error, 1)
-	go func() {
-		h := sha256.New()
-		var err error
-		for c := range chunks {
-			if err == nil {
-				h.Write((*c.b)[:c.n])
-				err = p.publish(i, c)
-			}
-			if err != nil {
-				p.put(c.b)
-			}
-		}
-		if err == nil {
-			err = p.verify(pl, h)
-		}
-		hres <- err
-	}()
-	err = p.fill(pl, r, chunks)
-	close(chunks)
-	herr := <-hres
+	hs := &hashStage{p: p, i: i, h: sha256.New()}
+	err = p.fill(pl, r, hs)
+	if herr := hs.stop(); err == nil {
+		err = herr
+	}
 	if err != nil {
 		return err
 	}
-	if herr != nil {
-		return herr
+	if err := p.verify(pl, hs.h); err != nil {
+		return err
 	}
 	// Drain the compressed blob too, so that a verifying reader below sees its end.
 	if _, err := io.Copy(io.Discard, br); err != nil {
@@ -269,15 +255,36 @@ func (p *Pipeline) decode(i int, dec *Decoder, br *bufio.Reader) error {
 	return nil
 }
 
-// fill reads the uncompressed stream r in chunks and sends them to the hasher.
-func (p *Pipeline) fill(pl *pipeLayer, r io.Reader, chunks chan<- segment) error {
+// fill reads the uncompressed stream r in chunks and hands them to hs.
+func (p *Pipeline) fill(pl *pipeLayer, r io.Reader, hs *hashStage) error {
 	var n int64
 	for {
 		b := p.get()
-		m, err := readFull(r, *b)
-		n += int64(m)
-		if m > 0 {
-			chunks <- segment{b: b, n: m}
+		off := 0
+		var err error
+		// The chunk is hashed in the pieces the decoder returns, while they are in cache,
+		// unless it goes to the hasher goroutine.
+		inline := !hs.offload()
+		if inline {
+			// The hasher goroutine, if it ran, is done before the decoder hashes again.
+			if err := hs.stop(); err != nil {
+				p.put(b)
+				return err
+			}
+		}
+		for off < len(*b) && err == nil {
+			var m int
+			m, err = r.Read((*b)[off:])
+			if inline {
+				hs.h.Write((*b)[off : off+m])
+			}
+			off += m
+		}
+		n += int64(off)
+		if off > 0 {
+			if herr := hs.send(segment{b: b, n: off}, inline); herr != nil {
+				return herr
+			}
 		} else {
 			p.put(b)
 		}
@@ -295,6 +302,85 @@ func (p *Pipeline) fill(pl *pipeLayer, r io.Reader, chunks chan<- segment) error
 			return fmt.Errorf("layer %s: %w", pl.name, err)
 		}
 	}
+}
+
+// hashStage hashes a layer's chunks and publishes them, in order: on the decoder's
+// goroutine while every other core has a decoder busy (the cheapest place: each piece is
+// hashed as the inflater returns it, in cache), and on a goroutine of its own while some
+// core would otherwise idle (a layer decoded alone, the last of an image, or decoders
+// ahead waiting for the reader), so that the hash runs beside the inflate instead of
+// after it. A Pipeline with one job always hashes on the decoder's goroutine.
+type hashStage struct {
+	p    *Pipeline
+	i    int
+	h    hash.Hash
+	ch   chan segment // to the hasher goroutine; nil while it is not running
+	res  chan error   // its result once ch is closed
+	errs error        // a send's error, sticky
+}
+
+// offload tells whether the next chunk goes to the hasher goroutine: whether a core has no
+// decoder busy.
+func (hs *hashStage) offload() bool {
+	p := hs.p
+	if p.o.jobs < 2 {
+		return false
+	}
+	p.mu.Lock()
+	idle := p.busy < p.o.jobs
+	p.mu.Unlock()
+	return idle
+}
+
+// send publishes chunk c: at once when inline (hashed already, and the hasher goroutine
+// stopped before, so that the hash and the layer keep their order), through the hasher
+// goroutine otherwise.
+func (hs *hashStage) send(c segment, inline bool) error {
+	if hs.errs != nil {
+		hs.p.put(c.b)
+		return hs.errs
+	}
+	if inline {
+		if err := hs.p.publish(hs.i, c); err != nil {
+			hs.p.put(c.b)
+			hs.errs = err
+			return err
+		}
+		return nil
+	}
+	if hs.ch == nil {
+		hs.ch, hs.res = make(chan segment, 2), make(chan error, 1)
+		go hs.run(hs.ch, hs.res)
+	}
+	hs.ch <- c
+	return nil
+}
+
+// run hashes and publishes the chunks of ch until it is closed, then reports.
+func (hs *hashStage) run(ch <-chan segment, res chan<- error) {
+	var err error
+	for c := range ch {
+		if err == nil {
+			hs.h.Write((*c.b)[:c.n])
+			err = hs.p.publish(hs.i, c)
+		}
+		if err != nil {
+			hs.p.put(c.b)
+		}
+	}
+	res <- err
+}
+
+// stop waits for the hasher goroutine, if one runs, to finish, and returns the first error.
+func (hs *hashStage) stop() error {
+	if hs.ch != nil {
+		close(hs.ch)
+		if err := <-hs.res; err != nil && hs.errs == nil {
+			hs.errs = err
+		}
+		hs.ch, hs.res = nil, nil
+	}
+	return hs.errs
 }
 
 // readFull reads r until b is full or r fails, and returns r's error as it is: unlike
@@ -361,6 +447,7 @@ func (p *Pipeline) publish(i int, c segment) error {
 			// Only this goroutine writes f; the reader reads what segs lists.
 			p.mu.Unlock()
 			_, err := f.WriteAt((*c.b)[:c.n], off)
+			copystat.Add(c.n)
 			p.mu.Lock()
 			if err != nil {
 				return fmt.Errorf("spool layer %s: %w", pl.name, err)
@@ -374,7 +461,10 @@ func (p *Pipeline) publish(i int, c segment) error {
 			p.cond.Broadcast()
 			return nil
 		}
+		// A decoder waiting for the reader leaves its core to the others.
+		p.busy--
 		p.cond.Wait()
+		p.busy++
 	}
 }
 
@@ -516,6 +606,7 @@ func (r *pipeReader) Read(b []byte) (int, error) {
 		}
 	}
 	n := copy(b, r.cur)
+	copystat.Add(n)
 	r.cur = r.cur[n:]
 	r.n += int64(n)
 	if r.used+r.n > r.limit {
@@ -580,6 +671,7 @@ func (r *pipeReader) next() error {
 	if _, err := f.ReadAt(b, s.off); err != nil {
 		return fmt.Errorf("read spooled layer %s: %w", pl.name, err)
 	}
+	copystat.Add(len(b))
 	r.cur = b
 	return nil
 }

@@ -3,6 +3,8 @@ package layerstream
 import (
 	"io"
 	"sync"
+
+	"github.com/img2ext4/img2ext4/internal/copystat"
 )
 
 // readAhead reads its source in a goroutine of its own, a few large chunks ahead of its
@@ -75,6 +77,7 @@ func (ra *readAhead) Read(p []byte) (int, error) {
 		ra.cur, ra.off = <-ra.full, 0
 	}
 	n := copy(p, ra.cur.b[ra.off:])
+	copystat.Add(n)
 	ra.off += n
 	return n, nil
 }
