@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/img2ext4/img2ext4"
 	"github.com/img2ext4/img2ext4/ext4writer"
+	"github.com/img2ext4/img2ext4/internal/copystat"
 	"github.com/img2ext4/img2ext4/layerapply"
 	"github.com/klauspost/compress/gzip"
 )
@@ -190,6 +191,15 @@ func allocsPerEntry(b *testing.B, l layerData, start uint64) {
 	b.ReportMetric(float64(ms.Mallocs-start)/float64(b.N)/float64(l.entries), "allocs/entry")
 }
 
+// copiesPerByte reports the bytes copystat counted per uncompressed byte of l, as
+// copies/byte, in a build with the copystat tag; call it after the loop.
+func copiesPerByte(b *testing.B, l layerData) {
+	if !copystat.Enabled || b.N == 0 {
+		return
+	}
+	b.ReportMetric(float64(copystat.Load())/float64(b.N)/float64(len(l.tar)), "copies/byte")
+}
+
 func mallocs() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -238,6 +248,23 @@ func BenchmarkGunzipDiffID(b *testing.B) {
 		}
 	}
 	perEntry(b, l)
+}
+
+// BenchmarkSHA256 is the DiffID hash alone (crypto/sha256, which uses the CPU's SHA
+// extensions where it has them) over the uncompressed layer: the rate that bounds how fast
+// any layer can be verified, since one layer's hash cannot be split over cores.
+func BenchmarkSHA256(b *testing.B) {
+	l := genLayer(b)
+	report(b, l)
+	h := sha256.New()
+	for b.Loop() {
+		h.Reset()
+		for p := l.tar; len(p) > 0; {
+			k := min(len(p), 1<<20)
+			h.Write(p[:k])
+			p = p[k:]
+		}
+	}
 }
 
 // BenchmarkGunzipTarRead adds reading the tar headers and draining bodies with archive/tar.
@@ -298,13 +325,18 @@ func BenchmarkApplyTarSink(b *testing.B) {
 // BenchmarkApplyExt4Sink is layerapply.Apply into the ext4 sink writing an image file in
 // the test's temporary directory, the writer's Close included; allocs/entry counts every
 // goroutine's allocations (decoders and hashers too), to compare with
-// BenchmarkGunzipTarRead's, archive/tar's own.
+// BenchmarkGunzipTarRead's, archive/tar's own. Built with the copystat tag
+// (go test -tags copystat), it also reports copies/byte: the bytes img2ext4's code copied
+// between the decompressor's output and pwrite (counted at each copy, spool files
+// included), per uncompressed byte of the layer.
 func BenchmarkApplyExt4Sink(b *testing.B) {
 	l := genLayer(b)
 	img := genImage(b)
 	tmp := b.TempDir()
 	ctx := context.Background()
 	report(b, l)
+	copystat.Reset()
+	defer func() { copiesPerByte(b, l) }()
 	start := mallocs()
 	for b.Loop() {
 		f, err := os.Create(filepath.Join(tmp, "img"))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/img2ext4/img2ext4/ext4writer/internal/disk"
+	"github.com/img2ext4/img2ext4/internal/copystat"
 )
 
 const (
@@ -135,6 +136,7 @@ func (w *Writer) writeData(p []byte, blk uint64) error {
 			w.pend = w.pend[:len(w.pend)+len(p)]
 		} else {
 			w.pend = append(w.pend, p...)
+			copystat.Add(len(p))
 		}
 		return nil
 	}
@@ -152,6 +154,7 @@ func (w *Writer) writeData(p []byte, blk uint64) error {
 		w.pend = make([]byte, 0, pendMax)
 	}
 	w.pend = append(w.pend, p...)
+	copystat.Add(len(p))
 	w.pendBlk = blk
 	return nil
 }
@@ -615,6 +618,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		if w.blkN > 0 || len(p) < blockSize {
 			c := copy(w.blk[w.blkN:], p)
+			copystat.Add(c)
 			w.blkN += c
 			p = p[c:]
 			n += c
