@@ -363,7 +363,9 @@ func readTree(t testing.TB, img string) map[string]*node {
 	return tree
 }
 
-func quote(p string) string { return `"` + strings.ReplaceAll(p, `"`, `\"`) + `"` }
+// quote quotes p for a debugfs command line, where a quote inside quotes is written twice
+// (libss; a backslash escapes nothing there).
+func quote(p string) string { return `"` + strings.ReplaceAll(p, `"`, `""`) + `"` }
 
 func fileSum(p string) (string, error) {
 	f, err := os.Open(p)
