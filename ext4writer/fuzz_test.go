@@ -116,7 +116,11 @@ func FuzzExt4Write(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ents := fuzzOps(data)
-		img := buildImage(t, ents, WithSeed(fmt.Sprint(len(data))))
+		// A small free-space budget keeps each image a few MiB instead of the default
+		// 64 MiB of room: Go's fuzz worker gives one input 10 s of wall time, and reading,
+		// copying and checking 74 MB images twice per input ran past it on a loaded machine.
+		free := []int64{0, 256 << 10, 4 << 20}[len(data)%3]
+		img := buildImage(t, ents, WithSeed(fmt.Sprint(len(data))), WithFreeSpace(free))
 		fsck(t, img)
 		fsckFix(t, img)
 		m := model{}
