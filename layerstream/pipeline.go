@@ -383,21 +383,6 @@ func (hs *hashStage) stop() error {
 	return hs.errs
 }
 
-// readFull reads r until b is full or r fails, and returns r's error as it is: unlike
-// io.ReadFull, a decoder's io.ErrUnexpectedEOF (a truncated blob) stays distinct from the
-// end of the stream.
-func readFull(r io.Reader, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := r.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
 // verify compares the hash of the whole layer with its DiffID.
 func (p *Pipeline) verify(pl *pipeLayer, h hash.Hash) error {
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != pl.diffID.String() {
