@@ -21,16 +21,11 @@ var testOnly = map[string]bool{"internal/trusttest": true, "internal/registrytes
 // exporters (skopeo, docker save), which nothing reaches unless asked to.
 var mayRun = map[string]bool{"exporter": true}
 
-// TestLibraryImports keeps the libraries free of the CLI's concerns: no package outside
-// cmd/ imports cmd/, pflag or os/exec (tests may use os/exec to run oracles), except that
-// the packages in mayRun may import os/exec.
-func TestLibraryImports(t *testing.T) {
-	forbidden := []string{"github.com/img2ext4/img2ext4/cmd", "github.com/spf13/pflag", "os/exec"}
-	for p := range testOnly {
-		forbidden = append(forbidden, "github.com/img2ext4/img2ext4/"+p)
-	}
-	fset := token.NewFileSet()
-	err := filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
+// walkLibrarySources calls fn with the path of every non-test Go file of the library
+// packages: the module outside cmd/, bench/, testdata, vendor, hidden directories and
+// the test-only helper packages.
+func walkLibrarySources(fn func(path string) error) error {
+	return filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -40,12 +35,23 @@ func TestLibraryImports(t *testing.T) {
 			}
 			return nil
 		}
-		if !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+		if !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") || testOnly[filepath.ToSlash(filepath.Dir(p))] {
 			return nil
 		}
-		if testOnly[filepath.ToSlash(filepath.Dir(p))] {
-			return nil
-		}
+		return fn(p)
+	})
+}
+
+// TestLibraryImports keeps the libraries free of the CLI's concerns: no package outside
+// cmd/ imports cmd/, pflag or os/exec (tests may use os/exec to run oracles), except that
+// the packages in mayRun may import os/exec.
+func TestLibraryImports(t *testing.T) {
+	forbidden := []string{"github.com/img2ext4/img2ext4/cmd", "github.com/spf13/pflag", "os/exec"}
+	for p := range testOnly {
+		forbidden = append(forbidden, "github.com/img2ext4/img2ext4/"+p)
+	}
+	fset := token.NewFileSet()
+	err := walkLibrarySources(func(p string) error {
 		f, err := parser.ParseFile(fset, p, nil, parser.ImportsOnly)
 		if err != nil {
 			return err
@@ -119,19 +125,7 @@ func TestLibraryNamesNoFlag(t *testing.T) {
 	}
 	sort.Strings(names)
 	named := regexp.MustCompile(`--(` + strings.Join(names, "|") + `)\b[^-]`)
-	err = filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if p == "cmd" || p == "bench" || p == "testdata" || p == "vendor" || strings.HasPrefix(d.Name(), ".") && p != "." {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") || testOnly[filepath.ToSlash(filepath.Dir(p))] {
-			return nil
-		}
+	err = walkLibrarySources(func(p string) error {
 		f, err := parser.ParseFile(fset, p, nil, 0)
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -104,15 +105,7 @@ func FuzzDescriptors(f *testing.F) {
 	ls, _ := base.Layers()
 	for _, l := range ls {
 		rc, _ := l.Compressed()
-		var b []byte
-		buf := make([]byte, 1<<16)
-		for {
-			n, err := rc.Read(buf)
-			b = append(b, buf[:n]...)
-			if err != nil {
-				break
-			}
-		}
+		b, _ := io.ReadAll(rc)
 		rc.Close()
 		blobs[sha(b)] = b
 	}

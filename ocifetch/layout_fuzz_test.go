@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -156,15 +157,7 @@ func FuzzLayoutIndex(f *testing.F) {
 		for _, l := range ls {
 			ld, _ := l.Digest()
 			rc, _ := l.Compressed()
-			var b []byte
-			buf := make([]byte, 1<<16)
-			for {
-				n, err := rc.Read(buf)
-				b = append(b, buf[:n]...)
-				if err != nil {
-					break
-				}
-			}
+			b, _ := io.ReadAll(rc)
 			rc.Close()
 			write("blobs/sha256/"+ld.Hex, b)
 		}
