@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -200,6 +201,9 @@ func checkJKSLengths(data []byte) error {
 // certificates' subjects. Salts come from a stream seeded by the input, so the same input
 // gives the same bytes.
 func addPKCS12(data []byte, certs []*x509.Certificate, password string) ([]byte, int, error) {
+	if err := checkAuthSafe(data); err != nil {
+		return nil, 0, err
+	}
 	enc := pkcs12.Modern2023
 	existing, err := pkcs12.DecodeTrustStore(data, password)
 	if err != nil {
@@ -241,6 +245,33 @@ func addPKCS12(data []byte, certs []*x509.Certificate, password string) ([]byte,
 		return nil, 0, fmt.Errorf("write PKCS#12 trust store: %w", err)
 	}
 	return out, added, nil
+}
+
+// checkAuthSafe refuses a PKCS#12 store whose authSafe does not hold its content as an
+// OCTET STRING (RFC 7292, section 4: ContentInfo of type data). go-pkcs12 reads that content
+// as any ASN.1 value and so takes stores that the JDK ("DerValue.getOctetString, not an
+// Octet String") and OpenSSL ("wrong tag") refuse; cacert must not rewrite a cacerts file
+// that Java itself cannot load.
+func checkAuthSafe(data []byte) error {
+	var pfx struct {
+		Version  int
+		AuthSafe struct {
+			ContentType asn1.ObjectIdentifier
+			Content     asn1.RawValue `asn1:"optional"` // [0] EXPLICIT, checked below
+		}
+		MacData asn1.RawValue `asn1:"optional"`
+	}
+	if _, err := asn1.Unmarshal(data, &pfx); err != nil {
+		return fmt.Errorf("read PKCS#12 trust store: not a PFX structure: %w", err)
+	}
+	var c asn1.RawValue
+	w := pfx.AuthSafe.Content
+	rest, err := asn1.Unmarshal(w.Bytes, &c)
+	if w.Class != asn1.ClassContextSpecific || w.Tag != 0 || !w.IsCompound || err != nil || len(rest) != 0 ||
+		c.Class != asn1.ClassUniversal || c.Tag != asn1.TagOctetString || c.IsCompound {
+		return fmt.Errorf("read PKCS#12 trust store: its authSafe content is not one OCTET STRING: the file is damaged; Java would not load it either")
+	}
+	return nil
 }
 
 // uniqueAlias returns a, or a with " (n)" appended, whichever is not in used yet, and

@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"crypto/sha1"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/binary"
 	"encoding/pem"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf16"
@@ -154,20 +158,41 @@ func opensslCerts(t *testing.T, data []byte, password string) ([]string, bool) {
 		if err != nil {
 			continue
 		}
-		var certs []string
-		for {
-			var b *pem.Block
-			b, out = pem.Decode(out)
-			if b == nil {
-				break
-			}
-			if b.Type == "CERTIFICATE" {
-				certs = append(certs, string(b.Bytes))
-			}
-		}
-		return certs, true
+		return pemCerts(out), true
 	}
 	return nil, false
+}
+
+// keytoolCerts lists the certificates the JDK's `keytool -list -rfc` reads from a PKCS#12
+// file with password; ok is false when keytool is missing or refuses the file.
+func keytoolCerts(t *testing.T, data []byte, password string) ([]string, bool) {
+	if _, err := exec.LookPath("keytool"); err != nil {
+		return nil, false
+	}
+	f := filepath.Join(t.TempDir(), "store.p12")
+	if err := os.WriteFile(f, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("keytool", "-list", "-rfc", "-storetype", "PKCS12", "-keystore", f, "-storepass", password).Output()
+	if err != nil {
+		return nil, false
+	}
+	return pemCerts(out), true
+}
+
+// pemCerts returns the DER bytes of the CERTIFICATE blocks in out, in order.
+func pemCerts(out []byte) []string {
+	var certs []string
+	for {
+		var b *pem.Block
+		b, out = pem.Decode(out)
+		if b == nil {
+			return certs
+		}
+		if b.Type == "CERTIFICATE" {
+			certs = append(certs, string(b.Bytes))
+		}
+	}
 }
 
 // union returns the distinct strings of a and b, sorted.
@@ -183,8 +208,9 @@ func union(a, b []string) []string {
 // reader of the format: when the JDK would load the input, so must cacert, and its
 // output loads too, keeps every entry (alias, date, bytes) and adds one trusted entry
 // under a new alias for each CA not in it already; a PKCS#12 store against `openssl
-// pkcs12`: when cacert changes it, openssl reads the output (with the password, or
-// without for a password-less input) as the input's certificates and the new CAs.
+// pkcs12`, or `keytool` where OpenSSL refuses the store: cacert reads no store that both
+// refuse, and when it changes one, the same reader reads the output (with the password,
+// or without for a password-less input) as the input's certificates and the new CAs.
 // Either way, "added" counts the CAs that were not there, and adding nothing returns the
 // input unchanged.
 func FuzzJavaKeystore(f *testing.F) {
@@ -297,13 +323,25 @@ func FuzzJavaKeystore(f *testing.F) {
 		if err != nil {
 			return
 		}
-		in, ok := opensslCerts(t, data, "changeit")
+		// OpenSSL reads the store, or else the JDK: keytool loads stores whose
+		// certificates OpenSSL cannot parse (extensions it refuses), and cacert writes
+		// for the JDK. Its JVM starts only on such inputs.
+		read := opensslCerts
+		in, ok := read(t, data, "changeit")
 		pw := "changeit"
 		if !ok {
-			if in, ok = opensslCerts(t, data, ""); !ok {
-				t.Fatalf("AddPKCS12 read %x, which openssl pkcs12 cannot read", data)
+			if in, ok = read(t, data, ""); ok {
+				pw = ""
 			}
-			pw = ""
+		}
+		if !ok {
+			read = keytoolCerts
+			if in, ok = read(t, data, "changeit"); !ok {
+				if in, ok = read(t, data, ""); !ok {
+					t.Fatalf("AddPKCS12 read %x, which neither openssl pkcs12 nor keytool can read", data)
+				}
+				pw = ""
+			}
 		}
 		want := union(in, adding)
 		if added != len(want)-len(union(in, nil)) {
@@ -315,9 +353,9 @@ func FuzzJavaKeystore(f *testing.F) {
 			}
 			return
 		}
-		got, ok := opensslCerts(t, out, pw)
+		got, ok := read(t, out, pw)
 		if !ok {
-			t.Fatalf("openssl pkcs12 cannot read the output (password %q)", pw)
+			t.Fatalf("the reader of the input (openssl pkcs12 or keytool) cannot read the output (password %q)", pw)
 		}
 		if g := union(got, nil); !slices.Equal(g, want) || len(got) != len(g) {
 			t.Fatalf("openssl reads %d certificates (%d distinct) in the output, want %d", len(got), len(g), len(want))
@@ -353,4 +391,49 @@ func TestJKSDeclaredLength(t *testing.T) {
 		t.Fatalf("refusing it allocated %d MiB", n>>20)
 	}
 	t.Log(err)
+}
+
+// TestPKCS12AuthSafeTag: a PKCS#12 trust store whose authSafe content is not an OCTET
+// STRING (here a constructed BOOLEAN, 0x21, as a FuzzJavaKeystore campaign made it) is
+// refused, as the JDK and OpenSSL refuse it; go-pkcs12 alone would read it and cacert would
+// rewrite it.
+func TestPKCS12AuthSafeTag(t *testing.T) {
+	ca := trusttest.NewCA(t, pkix.Name{CommonName: "AuthSafe Root"})
+	good, err := pkcs12.Passwordless.EncodeTrustStore([]*x509.Certificate{ca.Cert}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// PFX: SEQUENCE { INTEGER 3, SEQUENCE { OID data, [0] { OCTET STRING ... } } ... };
+	// with an explicit tag, encoding/asn1 gives the OCTET STRING whole as the [0]'s bytes.
+	var pfx struct {
+		Version  int
+		AuthSafe struct {
+			ContentType asn1.ObjectIdentifier
+			Content     asn1.RawValue `asn1:"tag:0,explicit,optional"`
+		}
+		MacData asn1.RawValue `asn1:"optional"`
+	}
+	if _, err := asn1.Unmarshal(good, &pfx); err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(good, pfx.AuthSafe.Content.Bytes)
+	if at < 0 || good[at] != 0x04 {
+		t.Fatalf("no OCTET STRING authSafe content in the encoded store %x", good)
+	}
+	bad := bytes.Clone(good)
+	bad[at] = 0x21
+	ca2 := trusttest.NewCA(t, pkix.Name{CommonName: "Another Root"})
+	if _, added, err := cacert.AddPKCS12(good, []*x509.Certificate{ca2.Cert}, "changeit"); err != nil || added != 1 {
+		t.Fatalf("the well-formed store: added %d, %v", added, err)
+	}
+	_, _, err = cacert.AddPKCS12(bad, []*x509.Certificate{ca2.Cert}, "changeit")
+	if err == nil || !strings.Contains(err.Error(), "not one OCTET STRING") {
+		t.Fatalf("AddPKCS12 of a store with a 0x21 authSafe content: %v, want a refusal", err)
+	}
+	if _, ok := opensslCerts(t, bad, ""); ok {
+		t.Errorf("openssl pkcs12 reads the damaged store: the test's premise is wrong")
+	}
+	if _, ok := keytoolCerts(t, bad, ""); ok {
+		t.Errorf("keytool reads the damaged store: the test's premise is wrong")
+	}
 }
