@@ -216,7 +216,10 @@ func addPKCS12(data []byte, certs []*x509.Certificate, password string) ([]byte,
 	have := map[string]bool{}
 	aliases := map[string]bool{}
 	var entries []pkcs12.TrustStoreEntry
-	for _, c := range existing {
+	for i, c := range existing {
+		if err := checkAlgorithmIDs(c); err != nil {
+			return nil, 0, fmt.Errorf("read PKCS#12 trust store: certificate %d (%s): %w: the file is damaged; Java would not load it either", i+1, c.Subject, err)
+		}
 		if have[string(c.Raw)] {
 			continue
 		}
@@ -270,6 +273,47 @@ func checkAuthSafe(data []byte) error {
 	if w.Class != asn1.ClassContextSpecific || w.Tag != 0 || !w.IsCompound || err != nil || len(rest) != 0 ||
 		c.Class != asn1.ClassUniversal || c.Tag != asn1.TagOctetString || c.IsCompound {
 		return fmt.Errorf("read PKCS#12 trust store: its authSafe content is not one OCTET STRING: the file is damaged; Java would not load it either")
+	}
+	return nil
+}
+
+// checkAlgorithmIDs refuses a certificate whose AlgorithmIdentifiers (signatureAlgorithm,
+// the TBSCertificate's signature and the subject public key's algorithm) hold anything after
+// their OID and one parameters element. crypto/x509 ignores such bytes; the JDK refuses the
+// certificate ("Invalid AlgorithmIdentifier: extra data"), and with it the whole keystore.
+func checkAlgorithmIDs(c *x509.Certificate) error {
+	var cert struct {
+		TBS    asn1.RawValue
+		SigAlg asn1.RawValue
+	}
+	var tbs []asn1.RawValue
+	var spki struct {
+		Algorithm asn1.RawValue
+		Key       asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(c.Raw, &cert); err != nil {
+		return fmt.Errorf("certificate: %w", err)
+	}
+	if _, err := asn1.Unmarshal(c.RawTBSCertificate, &tbs); err != nil || len(tbs) < 3 {
+		return fmt.Errorf("TBSCertificate: %d elements, %v", len(tbs), err)
+	}
+	sig := tbs[1] // version [0] is optional, then serialNumber, then signature
+	if tbs[0].Class == asn1.ClassContextSpecific {
+		sig = tbs[2]
+	}
+	if _, err := asn1.Unmarshal(c.RawSubjectPublicKeyInfo, &spki); err != nil {
+		return fmt.Errorf("subjectPublicKeyInfo: %w", err)
+	}
+	for _, ai := range []asn1.RawValue{cert.SigAlg, sig, spki.Algorithm} {
+		var oid asn1.ObjectIdentifier
+		rest, err := asn1.Unmarshal(ai.Bytes, &oid)
+		if err == nil && len(rest) > 0 {
+			var params asn1.RawValue
+			rest, err = asn1.Unmarshal(rest, &params)
+		}
+		if err != nil || len(rest) > 0 || ai.Tag != asn1.TagSequence {
+			return fmt.Errorf("AlgorithmIdentifier %x is not an OID and one parameters element", ai.FullBytes)
+		}
 	}
 	return nil
 }
