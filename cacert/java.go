@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -217,7 +216,7 @@ func addPKCS12(data []byte, certs []*x509.Certificate, password string) ([]byte,
 	aliases := map[string]bool{}
 	var entries []pkcs12.TrustStoreEntry
 	for i, c := range existing {
-		if err := checkAlgorithmIDs(c); err != nil {
+		if err := checkCertificate(c.Raw); err != nil {
 			return nil, 0, fmt.Errorf("read PKCS#12 trust store: certificate %d (%s): %w: the file is damaged; Java would not load it either", i+1, c.Subject, err)
 		}
 		if have[string(c.Raw)] {
@@ -248,74 +247,6 @@ func addPKCS12(data []byte, certs []*x509.Certificate, password string) ([]byte,
 		return nil, 0, fmt.Errorf("write PKCS#12 trust store: %w", err)
 	}
 	return out, added, nil
-}
-
-// checkAuthSafe refuses a PKCS#12 store whose authSafe does not hold its content as an
-// OCTET STRING (RFC 7292, section 4: ContentInfo of type data). go-pkcs12 reads that content
-// as any ASN.1 value and so takes stores that the JDK ("DerValue.getOctetString, not an
-// Octet String") and OpenSSL ("wrong tag") refuse; cacert must not rewrite a cacerts file
-// that Java itself cannot load.
-func checkAuthSafe(data []byte) error {
-	var pfx struct {
-		Version  int
-		AuthSafe struct {
-			ContentType asn1.ObjectIdentifier
-			Content     asn1.RawValue `asn1:"optional"` // [0] EXPLICIT, checked below
-		}
-		MacData asn1.RawValue `asn1:"optional"`
-	}
-	if _, err := asn1.Unmarshal(data, &pfx); err != nil {
-		return fmt.Errorf("read PKCS#12 trust store: not a PFX structure: %w", err)
-	}
-	var c asn1.RawValue
-	w := pfx.AuthSafe.Content
-	rest, err := asn1.Unmarshal(w.Bytes, &c)
-	if w.Class != asn1.ClassContextSpecific || w.Tag != 0 || !w.IsCompound || err != nil || len(rest) != 0 ||
-		c.Class != asn1.ClassUniversal || c.Tag != asn1.TagOctetString || c.IsCompound {
-		return fmt.Errorf("read PKCS#12 trust store: its authSafe content is not one OCTET STRING: the file is damaged; Java would not load it either")
-	}
-	return nil
-}
-
-// checkAlgorithmIDs refuses a certificate whose AlgorithmIdentifiers (signatureAlgorithm,
-// the TBSCertificate's signature and the subject public key's algorithm) hold anything after
-// their OID and one parameters element. crypto/x509 ignores such bytes; the JDK refuses the
-// certificate ("Invalid AlgorithmIdentifier: extra data"), and with it the whole keystore.
-func checkAlgorithmIDs(c *x509.Certificate) error {
-	var cert struct {
-		TBS    asn1.RawValue
-		SigAlg asn1.RawValue
-	}
-	var tbs []asn1.RawValue
-	var spki struct {
-		Algorithm asn1.RawValue
-		Key       asn1.BitString
-	}
-	if _, err := asn1.Unmarshal(c.Raw, &cert); err != nil {
-		return fmt.Errorf("certificate: %w", err)
-	}
-	if _, err := asn1.Unmarshal(c.RawTBSCertificate, &tbs); err != nil || len(tbs) < 3 {
-		return fmt.Errorf("TBSCertificate: %d elements, %v", len(tbs), err)
-	}
-	sig := tbs[1] // version [0] is optional, then serialNumber, then signature
-	if tbs[0].Class == asn1.ClassContextSpecific {
-		sig = tbs[2]
-	}
-	if _, err := asn1.Unmarshal(c.RawSubjectPublicKeyInfo, &spki); err != nil {
-		return fmt.Errorf("subjectPublicKeyInfo: %w", err)
-	}
-	for _, ai := range []asn1.RawValue{cert.SigAlg, sig, spki.Algorithm} {
-		var oid asn1.ObjectIdentifier
-		rest, err := asn1.Unmarshal(ai.Bytes, &oid)
-		if err == nil && len(rest) > 0 {
-			var params asn1.RawValue
-			rest, err = asn1.Unmarshal(rest, &params)
-		}
-		if err != nil || len(rest) > 0 || ai.Tag != asn1.TagSequence {
-			return fmt.Errorf("AlgorithmIdentifier %x is not an OID and one parameters element", ai.FullBytes)
-		}
-	}
-	return nil
 }
 
 // uniqueAlias returns a, or a with " (n)" appended, whichever is not in used yet, and

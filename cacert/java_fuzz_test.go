@@ -437,3 +437,117 @@ func TestPKCS12AuthSafeTag(t *testing.T) {
 		t.Errorf("keytool reads the damaged store: the test's premise is wrong")
 	}
 }
+
+// TestPKCS12CertificateStructure: a PKCS#12 trust store is refused when one of its
+// certificates has elements RFC 5280 does not allow where crypto/x509 ignores them (bytes
+// after a public key or an AlgorithmIdentifier's parameters, found by FuzzJavaKeystore
+// campaigns; an attribute with three elements); the JDK and OpenSSL refuse each such store. A store the JDK wrote from this machine's Java
+// cacerts (every CA of the distribution) is read.
+func TestPKCS12CertificateStructure(t *testing.T) {
+	trusttest.Need(t, "openssl", "keytool")
+	ca := trusttest.NewCA(t, pkix.Name{CommonName: "Structure Root"})
+	other := trusttest.NewCA(t, pkix.Name{CommonName: "Another Root"})
+	seq := func(e ...asn1.RawValue) asn1.RawValue {
+		var b []byte
+		for _, v := range e {
+			b = append(b, v.FullBytes...)
+		}
+		full, err := asn1.Marshal(asn1.RawValue{Tag: asn1.TagSequence, IsCompound: true, Bytes: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return asn1.RawValue{Tag: asn1.TagSequence, IsCompound: true, Bytes: b, FullBytes: full}
+	}
+	elems := func(der []byte) []asn1.RawValue {
+		var v asn1.RawValue
+		if _, err := asn1.Unmarshal(der, &v); err != nil {
+			t.Fatal(err)
+		}
+		var e []asn1.RawValue
+		for b := v.Bytes; len(b) > 0; {
+			var x asn1.RawValue
+			var err error
+			if b, err = asn1.Unmarshal(b, &x); err != nil {
+				t.Fatal(err)
+			}
+			e = append(e, x)
+		}
+		return e
+	}
+	null := asn1.RawValue{FullBytes: []byte{0x05, 0x00}}
+	cert := elems(ca.Cert.Raw) // tbs, signatureAlgorithm, signature
+	tbs := elems(cert[0].FullBytes)
+	// tbs: [0] version, serial, signature, issuer, validity, subject, spki, [3] extensions
+	build := func(change func(tbs []asn1.RawValue) []asn1.RawValue) []byte {
+		t2 := change(slices.Clone(tbs))
+		return seq(seq(t2...), cert[1], cert[2]).FullBytes
+	}
+	cases := map[string][]byte{
+		"bytes after the public key": build(func(e []asn1.RawValue) []asn1.RawValue {
+			e[6] = seq(append(elems(e[6].FullBytes), null)...)
+			return e
+		}),
+		"public key AlgorithmIdentifier with two parameters": build(func(e []asn1.RawValue) []asn1.RawValue {
+			spki := elems(e[6].FullBytes)
+			spki[0] = seq(append(elems(spki[0].FullBytes), null, null)...)
+			e[6] = seq(spki...)
+			return e
+		}),
+		"attribute with three elements": build(func(e []asn1.RawValue) []asn1.RawValue {
+			rdn := elems(e[5].FullBytes)[0]                  // the subject's first SET
+			atv := elems(rdn.FullBytes)[0]                   // its first attribute
+			atv = seq(append(elems(atv.FullBytes), null)...) // OID, value, NULL
+			set, _ := asn1.Marshal(asn1.RawValue{Tag: asn1.TagSet, IsCompound: true, Bytes: atv.FullBytes})
+			e[5] = seq(asn1.RawValue{FullBytes: set})
+			return e
+		}),
+	}
+	for name, der := range cases {
+		t.Run(name, func(t *testing.T) {
+			c, err := x509.ParseCertificate(der)
+			if err != nil {
+				t.Skipf("crypto/x509 refuses this certificate itself (%v): nothing for cacert to add", err)
+			}
+			store, err := pkcs12.Passwordless.EncodeTrustStore([]*x509.Certificate{c}, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := opensslCerts(t, store, ""); ok {
+				t.Errorf("openssl pkcs12 reads the store: the test's premise is wrong")
+			}
+			if _, ok := keytoolCerts(t, store, ""); ok {
+				t.Errorf("keytool reads the store: the test's premise is wrong")
+			}
+			if _, _, err := cacert.AddPKCS12(store, []*x509.Certificate{other.Cert}, "changeit"); err == nil || !strings.Contains(err.Error(), "damaged") {
+				t.Fatalf("AddPKCS12: %v, want a refusal of the damaged store", err)
+			}
+		})
+	}
+
+	// The distribution's CAs, in a PKCS#12 store written by the JDK.
+	const system = "/etc/ssl/certs/java/cacerts"
+	if _, err := os.Stat(system); err != nil {
+		t.Logf("no %s: the distribution's CAs are not checked", system)
+		return
+	}
+	p12 := filepath.Join(t.TempDir(), "cacerts.p12")
+	if out, err := exec.Command("keytool", "-importkeystore", "-noprompt", "-srckeystore", system, "-srcstorepass", "changeit",
+		"-destkeystore", p12, "-deststoretype", "PKCS12", "-deststorepass", "changeit").CombinedOutput(); err != nil {
+		t.Fatalf("keytool -importkeystore: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(p12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, ok := opensslCerts(t, data, "changeit")
+	if !ok || len(in) == 0 {
+		t.Fatalf("openssl reads %d certificates of the JDK's store (%v)", len(in), ok)
+	}
+	out, added, err := cacert.AddPKCS12(data, []*x509.Certificate{other.Cert}, "changeit")
+	if err != nil || added != 1 {
+		t.Fatalf("AddPKCS12 of the distribution's %d CAs: added %d, %v", len(in), added, err)
+	}
+	if got, ok := opensslCerts(t, out, "changeit"); !ok || len(got) != len(in)+1 {
+		t.Fatalf("openssl reads %d certificates in the output, want %d", len(got), len(in)+1)
+	}
+}
