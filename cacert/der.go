@@ -11,31 +11,151 @@ import (
 // OpenSSL) refuse, and cacert must not rewrite a cacerts file Java cannot load as if it
 // were sound.
 
-// checkAuthSafe refuses a PKCS#12 store whose authSafe does not hold its content as an
-// OCTET STRING (RFC 7292, section 4: ContentInfo of type data). go-pkcs12 reads that content
-// as any ASN.1 value and so takes stores that the JDK ("DerValue.getOctetString, not an
-// Octet String") and OpenSSL ("wrong tag") refuse; cacert must not rewrite a cacerts file
-// that Java itself cannot load.
-func checkAuthSafe(data []byte) error {
-	var pfx struct {
-		Version  int
-		AuthSafe struct {
-			ContentType asn1.ObjectIdentifier
-			Content     asn1.RawValue `asn1:"optional"` // [0] EXPLICIT, checked below
-		}
-		MacData asn1.RawValue `asn1:"optional"`
-	}
-	if _, err := asn1.Unmarshal(data, &pfx); err != nil {
-		return fmt.Errorf("read PKCS#12 trust store: not a PFX structure: %w", err)
-	}
-	var c asn1.RawValue
-	w := pfx.AuthSafe.Content
-	rest, err := asn1.Unmarshal(w.Bytes, &c)
-	if w.Class != asn1.ClassContextSpecific || w.Tag != 0 || !w.IsCompound || err != nil || len(rest) != 0 ||
-		c.Class != asn1.ClassUniversal || c.Tag != asn1.TagOctetString || c.IsCompound {
-		return fmt.Errorf("read PKCS#12 trust store: its authSafe content is not one OCTET STRING: the file is damaged; Java would not load it either")
+// Object identifiers of RFC 7292 and PKCS #7 that checkPFX looks into.
+var (
+	oidData    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}
+	oidCertBag = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 10, 1, 3}
+)
+
+// checkPFX refuses a PKCS#12 store whose unencrypted layers (RFC 7292, sections 4 and
+// 4.2) do not have their DER structure, every element accounted for: the PFX, the
+// authSafe's OCTET STRING, the AuthenticatedSafe's ContentInfos, and for those of type
+// data their SafeBags, bag attributes and certificate bags. go-pkcs12 reads the authSafe's
+// content as any ASN.1 value and ignores bytes after an explicitly tagged value, and so
+// takes stores that the JDK ("DerValue.getOctetString, not an Octet String", "not enough
+// content") and OpenSSL ("wrong tag") refuse. Encrypted contents are left to go-pkcs12.
+func checkPFX(data []byte) error {
+	err := walkPFX(data)
+	if err != nil {
+		return fmt.Errorf("read PKCS#12 trust store: %w: the file is damaged; Java would not load it either", err)
 	}
 	return nil
+}
+
+// walkPFX is checkPFX without the advice its error adds.
+func walkPFX(data []byte) error {
+	pfx, err := derSequence(data, "PFX")
+	if err != nil {
+		return err
+	}
+	if len(pfx) < 2 || len(pfx) > 3 || !isUniversal(pfx[0], asn1.TagInteger, false) {
+		return errors.New("PFX is not a version, an authSafe and an optional macData")
+	}
+	oid, content, err := contentInfo(pfx[1])
+	if err != nil {
+		return fmt.Errorf("authSafe: %w", err)
+	}
+	if !oid.Equal(oidData) || !isUniversal(content, asn1.TagOctetString, false) {
+		return errors.New("authSafe content is not one OCTET STRING of type data")
+	}
+	safes, err := derSequence(content.Bytes, "AuthenticatedSafe")
+	if err != nil {
+		return err
+	}
+	for _, ci := range safes {
+		oid, content, err := contentInfo(ci)
+		if err != nil {
+			return fmt.Errorf("AuthenticatedSafe: %w", err)
+		}
+		if !oid.Equal(oidData) {
+			continue // encryptedData: its SafeContents are go-pkcs12's to decrypt
+		}
+		if !isUniversal(content, asn1.TagOctetString, false) {
+			return errors.New("AuthenticatedSafe holds data that is not one OCTET STRING")
+		}
+		bags, err := derSequence(content.Bytes, "SafeContents")
+		if err != nil {
+			return err
+		}
+		for _, bag := range bags {
+			if err := checkSafeBag(bag); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// contentInfo returns the type and content of a ContentInfo: an OID and an optional [0]
+// holding exactly one element.
+func contentInfo(v asn1.RawValue) (asn1.ObjectIdentifier, asn1.RawValue, error) {
+	e, err := derSequence(v.FullBytes, "ContentInfo")
+	if err != nil {
+		return nil, asn1.RawValue{}, err
+	}
+	var oid asn1.ObjectIdentifier
+	if len(e) < 1 || len(e) > 2 || !isUniversal(e[0], asn1.TagOID, false) {
+		return nil, asn1.RawValue{}, errors.New("ContentInfo is not an OID and an optional content")
+	}
+	if _, err := asn1.Unmarshal(e[0].FullBytes, &oid); err != nil {
+		return nil, asn1.RawValue{}, fmt.Errorf("ContentInfo: %w", err)
+	}
+	if len(e) == 1 {
+		return oid, asn1.RawValue{}, nil
+	}
+	content, err := explicit0(e[1], "ContentInfo")
+	return oid, content, err
+}
+
+// checkSafeBag checks a SafeBag: an OID, a [0] holding one value, optional attributes;
+// a certificate bag's value is an OID and a [0] holding one OCTET STRING.
+func checkSafeBag(v asn1.RawValue) error {
+	e, err := derSequence(v.FullBytes, "SafeBag")
+	if err != nil {
+		return err
+	}
+	var oid asn1.ObjectIdentifier
+	if len(e) < 2 || len(e) > 3 || !isUniversal(e[0], asn1.TagOID, false) {
+		return errors.New("SafeBag is not an OID, a value and optional attributes")
+	}
+	if _, err := asn1.Unmarshal(e[0].FullBytes, &oid); err != nil {
+		return fmt.Errorf("SafeBag: %w", err)
+	}
+	value, err := explicit0(e[1], "SafeBag")
+	if err != nil {
+		return err
+	}
+	if len(e) == 3 {
+		if !isUniversal(e[2], asn1.TagSet, true) {
+			return errors.New("SafeBag attributes are not a SET")
+		}
+		attrs, err := derElements(e[2].Bytes)
+		if err != nil {
+			return fmt.Errorf("SafeBag attributes: %w", err)
+		}
+		for _, a := range attrs {
+			if f, err := derSequence(a.FullBytes, "PKCS12Attribute"); err != nil || len(f) != 2 ||
+				!isUniversal(f[0], asn1.TagOID, false) || !isUniversal(f[1], asn1.TagSet, true) {
+				return errors.New("a SafeBag attribute is not an OID and a SET of values")
+			}
+		}
+	}
+	if !oid.Equal(oidCertBag) {
+		return nil
+	}
+	cert, err := derSequence(value.FullBytes, "CertBag")
+	if err != nil {
+		return err
+	}
+	if len(cert) != 2 || !isUniversal(cert[0], asn1.TagOID, false) {
+		return errors.New("CertBag is not an OID and a value")
+	}
+	if c, err := explicit0(cert[1], "CertBag"); err != nil || !isUniversal(c, asn1.TagOctetString, false) {
+		return errors.New("CertBag value is not one OCTET STRING")
+	}
+	return nil
+}
+
+// explicit0 returns the one element a constructed [0] holds.
+func explicit0(v asn1.RawValue, what string) (asn1.RawValue, error) {
+	if v.Class != asn1.ClassContextSpecific || v.Tag != 0 || !v.IsCompound {
+		return asn1.RawValue{}, fmt.Errorf("%s has no [0] where its value belongs", what)
+	}
+	e, err := derElements(v.Bytes)
+	if err != nil || len(e) != 1 {
+		return asn1.RawValue{}, fmt.Errorf("%s's [0] does not hold exactly one element", what)
+	}
+	return e[0], nil
 }
 
 // checkCertificate refuses a certificate whose DER does not have the structure of RFC 5280,

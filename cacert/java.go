@@ -200,7 +200,7 @@ func checkJKSLengths(data []byte) error {
 // certificates' subjects. Salts come from a stream seeded by the input, so the same input
 // gives the same bytes.
 func addPKCS12(data []byte, certs []*x509.Certificate, password string) ([]byte, int, error) {
-	if err := checkAuthSafe(data); err != nil {
+	if err := checkPFX(data); err != nil {
 		return nil, 0, err
 	}
 	enc := pkcs12.Modern2023
