@@ -15,6 +15,10 @@ import (
 var (
 	oidData    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}
 	oidCertBag = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 10, 1, 3}
+
+	oidFriendlyName        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 20}
+	oidLocalKeyID          = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 21}
+	oidJavaTrustedKeyUsage = asn1.ObjectIdentifier{2, 16, 840, 1, 113894, 746875, 1, 1}
 )
 
 // checkPFX refuses a PKCS#12 store whose unencrypted layers (RFC 7292, sections 4 and
@@ -124,9 +128,8 @@ func checkSafeBag(v asn1.RawValue) error {
 			return fmt.Errorf("SafeBag attributes: %w", err)
 		}
 		for _, a := range attrs {
-			if f, err := derSequence(a.FullBytes, "PKCS12Attribute"); err != nil || len(f) != 2 ||
-				!isUniversal(f[0], asn1.TagOID, false) || !isUniversal(f[1], asn1.TagSet, true) {
-				return errors.New("a SafeBag attribute is not an OID and a SET of values")
+			if err := checkBagAttribute(a); err != nil {
+				return err
 			}
 		}
 	}
@@ -142,6 +145,41 @@ func checkSafeBag(v asn1.RawValue) error {
 	}
 	if c, err := explicit0(cert[1], "CertBag"); err != nil || !isUniversal(c, asn1.TagOctetString, false) {
 		return errors.New("CertBag value is not one OCTET STRING")
+	}
+	return nil
+}
+
+// checkBagAttribute checks a SafeBag attribute: an OID and a SET of values, which for the
+// attributes the JDK reads have their types: a friendlyName is a BMPString (two bytes a
+// character), a localKeyID an OCTET STRING, Java's trusted key usage an OID.
+func checkBagAttribute(a asn1.RawValue) error {
+	f, err := derSequence(a.FullBytes, "PKCS12Attribute")
+	if err != nil || len(f) != 2 || !isUniversal(f[0], asn1.TagOID, false) || !isUniversal(f[1], asn1.TagSet, true) {
+		return errors.New("a SafeBag attribute is not an OID and a SET of values")
+	}
+	var oid asn1.ObjectIdentifier
+	if _, err := asn1.Unmarshal(f[0].FullBytes, &oid); err != nil {
+		return fmt.Errorf("SafeBag attribute: %w", err)
+	}
+	values, err := derElements(f[1].Bytes)
+	if err != nil || len(values) == 0 {
+		return fmt.Errorf("SafeBag attribute %v has no values", oid)
+	}
+	for _, v := range values {
+		var ok bool
+		switch {
+		case oid.Equal(oidFriendlyName):
+			ok = isUniversal(v, asn1.TagBMPString, false) && len(v.Bytes)%2 == 0
+		case oid.Equal(oidLocalKeyID):
+			ok = isUniversal(v, asn1.TagOctetString, false)
+		case oid.Equal(oidJavaTrustedKeyUsage):
+			ok = isUniversal(v, asn1.TagOID, false)
+		default:
+			ok = true
+		}
+		if !ok {
+			return fmt.Errorf("SafeBag attribute %v has a value of the wrong type", oid)
+		}
 	}
 	return nil
 }
