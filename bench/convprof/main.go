@@ -2,7 +2,7 @@
 // default alignment) and writes a CPU profile of the conversion, for the profiles of
 // bench/RESULTS.md; it prints the wall time, the CPU seconds and the peak RSS.
 //
-//	convprof [-cpuprofile FILE] [-jobs N] REF OUT.img
+//	convprof [-cpuprofile FILE] [-trace FILE] [-jobs N] REF OUT.img
 package main
 
 import (
@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 	"time"
 
@@ -21,18 +22,19 @@ func main() {
 	prof := flag.String("cpuprofile", "", "write a CPU profile of the conversion here")
 	jobs := flag.Int("jobs", 0, "layers decompressed at once (0: the default)")
 	tmp := flag.String("tmpdir", "", "temporary directory (default: the system's)")
+	tr := flag.String("trace", "", "write an execution trace of the conversion here (go tool trace)")
 	flag.Parse()
 	if flag.NArg() != 2 {
-		fmt.Fprintln(os.Stderr, "usage: convprof [-cpuprofile FILE] [-jobs N] REF OUT.img")
+		fmt.Fprintln(os.Stderr, "usage: convprof [-cpuprofile FILE] [-trace FILE] [-jobs N] REF OUT.img")
 		os.Exit(2)
 	}
-	if err := run(flag.Arg(0), flag.Arg(1), *prof, *jobs, *tmp); err != nil {
+	if err := run(flag.Arg(0), flag.Arg(1), *prof, *tr, *jobs, *tmp); err != nil {
 		fmt.Fprintln(os.Stderr, "convprof:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ref, out, prof string, jobs int, tmp string) error {
+func run(ref, out, prof, tr string, jobs int, tmp string) error {
 	opts := []img2ext4.Option{img2ext4.WithExt4(img2ext4.Ext4Options{Align: img2ext4.DefaultAlign}), img2ext4.WithTempDir(tmp)}
 	if jobs > 0 {
 		opts = append(opts, img2ext4.WithJobs(jobs))
@@ -47,6 +49,17 @@ func run(ref, out, prof string, jobs int, tmp string) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if tr != "" {
+		f, err := os.Create(tr)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
 	}
 	start := time.Now()
 	if _, err := img2ext4.Convert(context.Background(), ref, out, opts...); err != nil {
