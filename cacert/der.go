@@ -207,7 +207,7 @@ func checkCertificate(der []byte) error {
 	if err != nil {
 		return err
 	}
-	if len(cert) != 3 || !isUniversal(cert[2], asn1.TagBitString, false) {
+	if len(cert) != 3 || !isUniversal(cert[2], asn1.TagBitString, false) || !bitString(cert[2].Bytes) {
 		return errors.New("Certificate is not a TBSCertificate, an AlgorithmIdentifier and a BIT STRING")
 	}
 	if err := checkAlgorithm(cert[1]); err != nil {
@@ -244,7 +244,7 @@ func checkCertificate(der []byte) error {
 		}
 	}
 	spki, err := derSequence(tbs[5].FullBytes, "SubjectPublicKeyInfo")
-	if err != nil || len(spki) != 2 || !isUniversal(spki[1], asn1.TagBitString, false) {
+	if err != nil || len(spki) != 2 || !isUniversal(spki[1], asn1.TagBitString, false) || !bitString(spki[1].Bytes) {
 		return errors.New("SubjectPublicKeyInfo is not an AlgorithmIdentifier and a BIT STRING")
 	}
 	if err := checkAlgorithm(spki[0]); err != nil {
@@ -261,6 +261,9 @@ func checkCertificate(der []byte) error {
 			return fmt.Errorf("TBSCertificate has an unexpected element (class %d, tag %d) after subjectPublicKeyInfo", f.Class, f.Tag)
 		}
 		next = f.Tag + 1
+		if f.Tag < 3 && !bitString(f.Bytes) {
+			return fmt.Errorf("TBSCertificate's unique identifier [%d] is not a BIT STRING", f.Tag)
+		}
 		if f.Tag == 3 {
 			if err := checkExtensions(f.Bytes); err != nil {
 				return err
@@ -349,6 +352,13 @@ func derElements(b []byte) ([]asn1.RawValue, error) {
 		e, b = append(e, v), rest
 	}
 	return e, nil
+}
+
+// bitString reports whether b is the content of a BIT STRING: a count of unused bits,
+// 0 to 7 and 0 when no bits follow, then the bits (whether the unused ones are zero is
+// not checked: the JDK does not check it either).
+func bitString(b []byte) bool {
+	return len(b) > 0 && b[0] <= 7 && (len(b) > 1 || b[0] == 0)
 }
 
 // isUniversal reports whether v has the universal tag and form given.
