@@ -48,7 +48,8 @@
 // while it is read: a mismatch gives a [*DigestError] or a [*SizeError] at the
 // end of the stream, so readers must read to EOF and check the error.
 // [Prefetch] downloads all layer blobs of an image in parallel to temporary
-// files, reporting [progress.PhaseDownload] events, and hands the layers
+// files, reporting [progress.PhaseDownload] events ([progress.PhaseLocal] for
+// a blob read in place), and hands the layers
 // back in order for the caller to apply one after the other; a layer is
 // read while its blob downloads, from the file as it grows, and its reader
 // ends with io.EOF only once the whole blob matched its digest. Blobs of local

@@ -6,18 +6,22 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/img2ext4/img2ext4/progress"
 )
 
 // TestLocalInPlace prefetches images from an OCI layout, an oci-archive and
 // a docker-archive and reads their layers: nothing is created in the temp
 // dir or the blob cache, the process writes far less than the blobs' size,
 // and the blobs are read where they lie, at read time (a byte changed on
-// disk after Prefetch is seen, and refused as a digest mismatch).
+// disk after Prefetch is seen, and refused as a digest mismatch). Progress
+// reports each layer once as local, complete, never as downloading.
 func TestLocalInPlace(t *testing.T) {
 	base := t.TempDir()
 	img := randomImage(t, 1<<20, 3, nil)
@@ -50,17 +54,40 @@ func TestLocalInPlace(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tmp := t.TempDir()
 			cache := filepath.Join(t.TempDir(), "cache")
+			var (
+				mu     sync.Mutex
+				events []progress.Event
+			)
 			opts := []Option{WithTempDir(tmp), WithBlobCache(cache)}
 			w0 := writtenBytes()
 			got, err := Image(ctxBG, tc.ref, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := Prefetch(ctxBG, got, opts...)
+			p, err := Prefetch(ctxBG, got, append(opts, WithProgress(func(ev progress.Event) {
+				mu.Lock()
+				events = append(events, ev)
+				mu.Unlock()
+			}))...)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer p.Close()
+			defer func() {
+				p.Close() // waits for the reports
+				mu.Lock()
+				defer mu.Unlock()
+				if len(events) != len(wantLayers) {
+					t.Errorf("%d progress events for %d layers: %+v", len(events), len(wantLayers), events)
+				}
+				for _, ev := range events {
+					size := int64(len(blobs[ev.Layer]))
+					if ev.Phase != progress.PhaseLocal || !ev.Complete || ev.Done != size || ev.Total != size ||
+						ev.Digest != mustDigest(t, wantLayers[ev.Layer]).String() || ev.BytesPerSec != 0 {
+						t.Errorf("progress event %+v, want one complete %s event with done=total=%d", ev, progress.PhaseLocal, size)
+					}
+				}
+			}()
 			if left := dirEntries(t, tmp); len(left) != 0 {
 				t.Errorf("Prefetch created %v in the temp dir", left)
 			}

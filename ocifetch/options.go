@@ -202,7 +202,8 @@ func WithTempDir(dir string) Option {
 
 // WithProgress reports progress to fn: [progress.PhaseResolve] once [Image]
 // has resolved the reference, and [progress.PhaseDownload] events from
-// [Prefetch], at most every 100 ms per layer plus a final Complete event.
+// [Prefetch], at most every 100 ms per layer plus a final Complete event
+// (one [progress.PhaseLocal] event for a local blob, which is not downloaded).
 // Calls are serialised; fn must not block, and intermediate events are
 // dropped while a previous call is still running. The default is nil: no
 // progress.

@@ -47,7 +47,8 @@ type Prefetcher struct {
 // goes to [WithProgress]; a blob found in the cache reports one Complete
 // event. Layers of local sources ("oci:", "oci-archive:", "docker-archive:")
 // are not copied: their Compressed method reads the blob in place and
-// verifies it while it is read. Prefetch returns
+// verifies it while it is read, and each reports one [progress.PhaseLocal]
+// event instead of a download. Prefetch returns
 // as soon as the downloads have started; ctx bounds them and the waits in the
 // layers' Compressed methods. A registry download failing for a transient
 // reason (a temporary status, a network error, a truncated stream, or two
@@ -254,17 +255,20 @@ func (l *prefetchLayer) meter(rep *reporter, layers int, start time.Time) *progr
 	}, start)
 }
 
-// reportDone reports a blob that needed no download (read in place, or
-// found in the cache) as complete.
+// reportDone reports a blob found in the cache, verified, as a complete download.
 func (l *prefetchLayer) reportDone(rep *reporter, layers int, start time.Time) {
 	m := l.meter(rep, layers, start)
 	m.Add(int(l.desc.Size))
 	m.Complete()
 }
 
-// reportInPlace reports a local blob, which needs no download, as complete.
+// reportInPlace reports a local blob, which needs no download and is read in
+// place when the layer applies, with its one [progress.PhaseLocal] event.
 func (l *prefetchLayer) reportInPlace(rep *reporter, layers int) {
-	l.reportDone(rep, layers, time.Now())
+	rep.report(progress.Event{
+		Phase: progress.PhaseLocal, Layer: l.index, Layers: layers, Digest: l.desc.Digest.String(),
+		Done: l.desc.Size, Total: l.desc.Size, Complete: true,
+	}, true)
 }
 
 // download fetches the layer's blob, into the cache when there is one,

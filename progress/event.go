@@ -11,6 +11,11 @@ const (
 	PhaseResolve Phase = "resolve"
 	// PhaseDownload is the transfer of one compressed layer blob.
 	PhaseDownload Phase = "download"
+	// PhaseLocal takes the place of [PhaseDownload] for a layer whose blob needs none: the
+	// blob of a local source ("oci:", "oci-archive:", "docker-archive:"), read in place
+	// while the layer applies. It is reported once per such layer, complete, with Done and
+	// Total the blob's size and no speed: nothing was transferred.
+	PhaseLocal Phase = "local"
 	// PhaseApply is the decompression of one layer and its application to the sink. Its
 	// Done and Total count the layer's uncompressed tar bytes, for every layer alike: Total
 	// is known from the start when the layer was decompressed ahead, -1 while a layer

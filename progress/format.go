@@ -18,6 +18,8 @@ func phaseVerb(p Phase, complete bool) string {
 		ing, ed = "resolving", "resolved"
 	case PhaseDownload:
 		ing, ed = "downloading", "downloaded"
+	case PhaseLocal:
+		ing, ed = "local", "local"
 	case PhaseApply:
 		ing, ed = "applying", "applied"
 	case PhaseFinalize:
@@ -132,10 +134,13 @@ func ttyStatus(e Event) string {
 	return strings.ToUpper(v[:1]) + v[1:]
 }
 
-// bar draws a docker-style progress bar, or returns "" when the total is unknown.
+// bar draws a docker-style progress bar, or returns "" when the total is unknown or
+// nothing is transferred (a local blob).
 func bar(e Event) string {
 	filled := barWidth
 	switch {
+	case e.Phase == PhaseLocal:
+		return ""
 	case e.Complete:
 	case e.Total > 0:
 		filled = percent(e.Done, e.Total) * barWidth / 100

@@ -525,3 +525,28 @@ func BenchmarkFunc(b *testing.B) {
 		})
 	}
 }
+
+// local is the one event of a layer whose blob is read in place.
+func local(layer int, digest string, size int64) Event {
+	return Event{Phase: PhaseLocal, Layer: layer, Layers: 2, Digest: digest, Done: size, Total: size, Complete: true}
+}
+
+// TestLocalLayers checks that a layer read in place shows as local, with its size and no
+// speed, time or bar, and never as downloaded.
+func TestLocalLayers(t *testing.T) {
+	h := newHarness(t, ModePlain)
+	h.f(local(0, digest0, 2*mib))
+	h.f(complete(withSpeed(dl(1, digest1, 1000, 1000), 10000, 100*time.Millisecond)))
+	checkOutput(t, "plain", h.close(), ""+
+		"[1/2] 0123456789ab local 2.0 MiB\n"+
+		"[2/2] fedcba987654 downloaded 1000 B in 0.1s (9.8 KiB/s)\n")
+
+	h = newHarness(t, ModeTTY, WithWidth(80))
+	h.f(withSpeed(complete(Event{Phase: PhaseResolve, Layer: -1, Layers: 2, Total: -1}), 0, 200*time.Millisecond))
+	h.f(local(0, digest0, 2*mib))
+	h.f(local(1, digest1, 100*mib))
+	checkOutput(t, "tty", h.step(), ""+
+		"\r\x1b[2KResolved image: 2 layers in 0.2s\n"+
+		"\r\x1b[2K0123456789ab: Local       2.0 MiB/2.0 MiB\n"+
+		"\r\x1b[2Kfedcba987654: Local       100.0 MiB/100.0 MiB\n")
+}

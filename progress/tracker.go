@@ -19,6 +19,7 @@ type Tracker struct {
 	mu      sync.Mutex
 	layers  map[int]*trackedLayer
 	nlayers int
+	nlocal  int   // layers that reported PhaseLocal: they have no download
 	phase   Phase // latest image-level phase
 	done    bool
 	first   time.Time           // first event
@@ -29,6 +30,7 @@ type Tracker struct {
 type trackedLayer struct {
 	download, apply Event
 	seenDL, seenAp  bool
+	local           bool // the blob needed no download (PhaseLocal)
 }
 
 // NewTracker returns an empty Tracker. Of the options, only [WithClock] applies: it sets
@@ -61,7 +63,7 @@ func (t *Tracker) record(e Event) {
 		t.done = t.done || (e.Phase == PhaseDone && e.Complete)
 		return
 	}
-	if e.Phase != PhaseDownload && e.Phase != PhaseApply {
+	if e.Phase != PhaseDownload && e.Phase != PhaseApply && e.Phase != PhaseLocal {
 		return
 	}
 	l := t.layers[e.Layer]
@@ -71,6 +73,13 @@ func (t *Tracker) record(e Event) {
 		}
 		l = new(trackedLayer)
 		t.layers[e.Layer] = l
+	}
+	if e.Phase == PhaseLocal {
+		if !l.local {
+			l.local = true
+			t.nlocal++
+		}
+		return
 	}
 	if _, ok := t.started[e.Phase]; !ok {
 		t.started[e.Phase] = now
@@ -96,8 +105,11 @@ type Snapshot struct {
 	Phase Phase `json:"phase"`
 	// Layers is the number of layers in the image, or 0 while not yet known.
 	Layers int `json:"layers"`
-	// Download sums the download phase of every layer, in compressed bytes.
+	// Download sums the download phase of every layer that has one, in compressed bytes:
+	// all but the Local ones.
 	Download PhaseTotals `json:"download"`
+	// Local is the number of layers whose blob needed no download ([PhaseLocal]).
+	Local int `json:"local"`
 	// Apply sums the apply phase of every layer, in uncompressed bytes.
 	Apply PhaseTotals `json:"apply"`
 	// Done is true once the conversion reported its end ([PhaseDone], complete).
@@ -141,6 +153,7 @@ func (t *Tracker) Snapshot() Snapshot {
 		s.Elapsed = now.Sub(t.first)
 	}
 	s.Download = t.totals(PhaseDownload, now)
+	s.Local = t.nlocal
 	s.Apply = t.totals(PhaseApply, now)
 	return s
 }
@@ -148,6 +161,10 @@ func (t *Tracker) Snapshot() Snapshot {
 // totals sums phase p over the layers; t.mu must be held.
 func (t *Tracker) totals(p Phase, now time.Time) PhaseTotals {
 	pt := PhaseTotals{Percent: -1, ETA: -1}
+	n := t.nlayers // layers that go through p
+	if p == PhaseDownload {
+		n -= t.nlocal
+	}
 	known := 0
 	var share float64 // layers' worth of work done, for Percent by layers
 	for _, l := range t.layers {
@@ -175,21 +192,24 @@ func (t *Tracker) totals(p Phase, now time.Time) PhaseTotals {
 			known++
 		}
 	}
-	pt.TotalKnown = t.nlayers > 0 && known >= t.nlayers
+	pt.TotalKnown = t.nlayers > 0 && known >= n
 	switch {
 	case pt.TotalKnown && pt.Total > 0:
 		pt.Percent = min(float64(pt.Done)/float64(pt.Total)*100, 100)
-	case pt.TotalKnown: // every layer is empty
+	case pt.TotalKnown: // every layer is empty, or none goes through p
 		pt.Percent = 100
 	case t.nlayers > 0:
-		pt.Percent = min(share/float64(t.nlayers)*100, 100)
+		pt.Percent = min(share/float64(n)*100, 100)
 	}
 	start, ok := t.started[p]
 	if !ok {
+		if pt.Percent >= 100 { // no layer goes through p
+			pt.ETA = 0
+		}
 		return pt
 	}
 	el := now.Sub(start)
-	if t.nlayers > 0 && pt.Completed >= t.nlayers {
+	if t.nlayers > 0 && pt.Completed >= n {
 		el = t.latest[p].Sub(start) // the phase is over: its speed stays what it was
 	}
 	if s := el.Seconds(); s > 0 {

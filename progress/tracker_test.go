@@ -125,3 +125,38 @@ func TestTrackerConcurrent(t *testing.T) {
 		t.Errorf("apply = %+v", s.Apply)
 	}
 }
+
+// TestTrackerLocal checks that layers read in place count as local, not as downloads: the
+// download totals cover the other layers only, and are complete once those are.
+func TestTrackerLocal(t *testing.T) {
+	clk := newFakeClock()
+	tr := NewTracker(WithClock(clk.Now))
+	f := tr.Func()
+	f(complete(Event{Phase: PhaseResolve, Layer: -1, Layers: 2, Total: -1}))
+	f(local(0, digest0, 4*mib))
+	s := tr.Snapshot()
+	want := PhaseTotals{Percent: 0, ETA: -1}
+	if s.Local != 1 || s.Phase != PhaseResolve || s.Download != want {
+		t.Errorf("one local layer:\n got %+v\nwant Local 1, phase resolve, Download %+v", s, want)
+	}
+	f(dl(1, digest1, 0, 2*mib))
+	clk.Advance(time.Second)
+	f(complete(dl(1, digest1, 2*mib, 2*mib)))
+	s = tr.Snapshot()
+	want = PhaseTotals{Done: 2 * mib, Total: 2 * mib, TotalKnown: true, Started: 1, Completed: 1, BytesPerSec: 2 * mib, Percent: 100}
+	if s.Local != 1 || s.Download != want {
+		t.Errorf("local and downloaded layer:\n got Local %d, Download %+v\nwant Local 1, Download %+v", s.Local, s.Download, want)
+	}
+
+	tr = NewTracker(WithClock(clk.Now))
+	f = tr.Func()
+	f(complete(Event{Phase: PhaseResolve, Layer: -1, Layers: 2, Total: -1}))
+	f(local(0, digest0, 4*mib))
+	f(local(1, digest1, 2*mib))
+	f(local(1, digest1, 2*mib)) // counted once
+	s = tr.Snapshot()
+	want = PhaseTotals{TotalKnown: true, Percent: 100}
+	if s.Local != 2 || s.Download != want {
+		t.Errorf("all layers local:\n got Local %d, Download %+v\nwant Local 2, Download %+v", s.Local, s.Download, want)
+	}
+}
