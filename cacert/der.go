@@ -4,6 +4,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"math/big"
 )
 
 // The checks in this file hold a PKCS#12 trust store to the DER structure the JDK reads
@@ -15,6 +16,9 @@ import (
 var (
 	oidData    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}
 	oidCertBag = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 10, 1, 3}
+
+	oidEncryptedData = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 6}
+	oidPBES2         = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}
 
 	oidFriendlyName        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 20}
 	oidLocalKeyID          = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 21}
@@ -45,6 +49,18 @@ func walkPFX(data []byte) error {
 	if len(pfx) < 2 || len(pfx) > 3 || !isUniversal(pfx[0], asn1.TagInteger, false) {
 		return errors.New("PFX is not a version, an authSafe and an optional macData")
 	}
+	if len(pfx) == 3 {
+		// MacData: a DigestInfo, a salt and an iteration count (default 1).
+		mac, err := derSequence(pfx[2].FullBytes, "MacData")
+		if err != nil || len(mac) < 2 || len(mac) > 3 {
+			return errors.New("MacData is not a digest, a salt and an iteration count")
+		}
+		if len(mac) == 3 {
+			if err := checkIterations(mac[2], "MAC"); err != nil {
+				return err
+			}
+		}
+	}
 	oid, content, err := contentInfo(pfx[1])
 	if err != nil {
 		return fmt.Errorf("authSafe: %w", err)
@@ -61,8 +77,15 @@ func walkPFX(data []byte) error {
 		if err != nil {
 			return fmt.Errorf("AuthenticatedSafe: %w", err)
 		}
+		if oid.Equal(oidEncryptedData) {
+			// Its SafeContents are go-pkcs12's to decrypt, but not with any work factor.
+			if err := checkEncryptedData(content); err != nil {
+				return err
+			}
+			continue
+		}
 		if !oid.Equal(oidData) {
-			continue // encryptedData: its SafeContents are go-pkcs12's to decrypt
+			continue // go-pkcs12 refuses other types
 		}
 		if !isUniversal(content, asn1.TagOctetString, false) {
 			return errors.New("AuthenticatedSafe holds data that is not one OCTET STRING")
@@ -78,6 +101,69 @@ func walkPFX(data []byte) error {
 		}
 	}
 	return nil
+}
+
+// maxIterations is the largest iteration count of a MAC or a password-based cipher in a
+// PKCS#12 store that cacert derives keys for: the JDK's own limit (PKCS12KeyStore's
+// MAX_ITERATION_COUNT), beyond which Java refuses the keystore. Without one, a few hundred
+// bytes of cacerts declaring 2^31 iterations hold a conversion for an hour.
+const maxIterations = 5_000_000
+
+// checkIterations checks that v is an INTEGER from 1 to maxIterations.
+func checkIterations(v asn1.RawValue, what string) error {
+	var n *big.Int
+	if !isUniversal(v, asn1.TagInteger, false) {
+		return fmt.Errorf("%s iteration count is not an INTEGER", what)
+	}
+	if _, err := asn1.Unmarshal(v.FullBytes, &n); err != nil {
+		return fmt.Errorf("%s iteration count: %w", what, err)
+	}
+	if n.Sign() <= 0 || n.Cmp(big.NewInt(maxIterations)) > 0 {
+		return fmt.Errorf("%s iteration count %v is outside 1 to %d, the JDK's limit", what, n, maxIterations)
+	}
+	return nil
+}
+
+// checkEncryptedData checks the iteration counts of an EncryptedData's cipher: PKCS#12's
+// password-based ciphers (RFC 7292, appendix C: a salt and a count) and PBES2 with PBKDF2
+// (RFC 8018: a salt, a count and optional key length and PRF).
+func checkEncryptedData(v asn1.RawValue) error {
+	ed, err := derSequence(v.FullBytes, "EncryptedData")
+	if err != nil || len(ed) < 2 {
+		return errors.New("EncryptedData is not a version and an EncryptedContentInfo")
+	}
+	eci, err := derSequence(ed[1].FullBytes, "EncryptedContentInfo")
+	if err != nil || len(eci) < 2 {
+		return errors.New("EncryptedContentInfo is not a type and an algorithm")
+	}
+	alg, err := derSequence(eci[1].FullBytes, "AlgorithmIdentifier")
+	if err != nil || len(alg) != 2 || !isUniversal(alg[0], asn1.TagOID, false) {
+		return errors.New("the encryption algorithm is not an OID and its parameters")
+	}
+	params, err := derSequence(alg[1].FullBytes, "PBE parameters")
+	if err != nil {
+		return err
+	}
+	var oid asn1.ObjectIdentifier
+	if _, err := asn1.Unmarshal(alg[0].FullBytes, &oid); err != nil {
+		return fmt.Errorf("encryption algorithm: %w", err)
+	}
+	if oid.Equal(oidPBES2) {
+		if len(params) != 2 {
+			return errors.New("PBES2 parameters are not a key derivation and a cipher")
+		}
+		kdf, err := derSequence(params[0].FullBytes, "PBES2 key derivation")
+		if err != nil || len(kdf) != 2 {
+			return errors.New("PBES2 key derivation is not an OID and its parameters")
+		}
+		if params, err = derSequence(kdf[1].FullBytes, "PBKDF2 parameters"); err != nil {
+			return err
+		}
+	}
+	if len(params) < 2 {
+		return errors.New("the encryption parameters are not a salt and an iteration count")
+	}
+	return checkIterations(params[1], "encryption")
 }
 
 // contentInfo returns the type and content of a ContentInfo: an OID and an optional [0]

@@ -17,3 +17,6 @@ var (
 	AddJKS    = addJKS
 	AddPKCS12 = addPKCS12
 )
+
+// CheckEncryptedData checks the iteration counts of a PKCS#12 EncryptedData, for tests.
+var CheckEncryptedData = checkEncryptedData

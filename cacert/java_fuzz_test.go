@@ -450,33 +450,8 @@ func TestPKCS12CertificateStructure(t *testing.T) {
 	trusttest.Need(t, "openssl", "keytool")
 	ca := trusttest.NewCA(t, pkix.Name{CommonName: "Structure Root"})
 	other := trusttest.NewCA(t, pkix.Name{CommonName: "Another Root"})
-	seq := func(e ...asn1.RawValue) asn1.RawValue {
-		var b []byte
-		for _, v := range e {
-			b = append(b, v.FullBytes...)
-		}
-		full, err := asn1.Marshal(asn1.RawValue{Tag: asn1.TagSequence, IsCompound: true, Bytes: b})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return asn1.RawValue{Tag: asn1.TagSequence, IsCompound: true, Bytes: b, FullBytes: full}
-	}
-	elems := func(der []byte) []asn1.RawValue {
-		var v asn1.RawValue
-		if _, err := asn1.Unmarshal(der, &v); err != nil {
-			t.Fatal(err)
-		}
-		var e []asn1.RawValue
-		for b := v.Bytes; len(b) > 0; {
-			var x asn1.RawValue
-			var err error
-			if b, err = asn1.Unmarshal(b, &x); err != nil {
-				t.Fatal(err)
-			}
-			e = append(e, x)
-		}
-		return e
-	}
+	seq := func(e ...asn1.RawValue) asn1.RawValue { return derSeq(t, e...) }
+	elems := func(der []byte) []asn1.RawValue { return derElems(t, der) }
 	null := asn1.RawValue{FullBytes: []byte{0x05, 0x00}}
 	cert := elems(ca.Cert.Raw) // tbs, signatureAlgorithm, signature
 	tbs := elems(cert[0].FullBytes)
@@ -552,5 +527,116 @@ func TestPKCS12CertificateStructure(t *testing.T) {
 	}
 	if got, ok := opensslCerts(t, out, "changeit"); !ok || len(got) != len(in)+1 {
 		t.Fatalf("openssl reads %d certificates in the output, want %d", len(got), len(in)+1)
+	}
+}
+
+// derSeq returns the DER SEQUENCE of the elements e (each given by its FullBytes).
+func derSeq(t testing.TB, e ...asn1.RawValue) asn1.RawValue {
+	t.Helper()
+	var b []byte
+	for _, v := range e {
+		b = append(b, v.FullBytes...)
+	}
+	full, err := asn1.Marshal(asn1.RawValue{Tag: asn1.TagSequence, IsCompound: true, Bytes: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return asn1.RawValue{Tag: asn1.TagSequence, IsCompound: true, Bytes: b, FullBytes: full}
+}
+
+// derElems returns the elements of the constructed DER value der.
+func derElems(t testing.TB, der []byte) []asn1.RawValue {
+	t.Helper()
+	var v asn1.RawValue
+	if _, err := asn1.Unmarshal(der, &v); err != nil {
+		t.Fatal(err)
+	}
+	var e []asn1.RawValue
+	for b := v.Bytes; len(b) > 0; {
+		var x asn1.RawValue
+		var err error
+		if b, err = asn1.Unmarshal(b, &x); err != nil {
+			t.Fatal(err)
+		}
+		e = append(e, x)
+	}
+	return e
+}
+
+// derInt returns the DER INTEGER n.
+func derInt(t testing.TB, n int64) asn1.RawValue {
+	t.Helper()
+	b, err := asn1.Marshal(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return asn1.RawValue{FullBytes: b}
+}
+
+// TestPKCS12IterationCount: a PKCS#12 store declaring more key-derivation iterations than
+// the JDK accepts (5,000,000) is refused before any key is derived: a few hundred bytes
+// declaring 2^31-1 would otherwise hold a conversion for about an hour. The MAC's count is
+// set in a real store (its MAC no longer matches: the derivation comes first); the
+// ciphers' counts, PKCS#12's and PBES2's, in EncryptedData built here.
+func TestPKCS12IterationCount(t *testing.T) {
+	ca := trusttest.NewCA(t, pkix.Name{CommonName: "Iterations Root"})
+	other := trusttest.NewCA(t, pkix.Name{CommonName: "Another Root"})
+	good, err := pkcs12.Modern2023.EncodeTrustStore([]*x509.Certificate{ca.Cert}, "changeit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pfx := derElems(t, good) // version, authSafe, macData
+	mac := derElems(t, pfx[2].FullBytes)
+	if len(mac) != 3 {
+		t.Fatalf("MacData has %d elements, want a digest, a salt and a count", len(mac))
+	}
+	for _, n := range []int64{5_000_001, 1<<31 - 1, 0} {
+		bad := derSeq(t, pfx[0], pfx[1], derSeq(t, mac[0], mac[1], derInt(t, n))).FullBytes
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := cacert.AddPKCS12(bad, []*x509.Certificate{other.Cert}, "changeit")
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "iteration count") {
+				t.Errorf("MAC iteration count %d: %v, want a refusal naming the iteration count", n, err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("MAC iteration count %d: AddPKCS12 still deriving keys after a minute", n)
+		}
+	}
+	if _, added, err := cacert.AddPKCS12(good, []*x509.Certificate{other.Cert}, "changeit"); err != nil || added != 1 {
+		t.Fatalf("the store as go-pkcs12 wrote it: added %d, %v", added, err)
+	}
+
+	oid := func(o asn1.ObjectIdentifier) asn1.RawValue {
+		b, err := asn1.Marshal(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return asn1.RawValue{FullBytes: b}
+	}
+	salt := asn1.RawValue{FullBytes: []byte{0x04, 0x02, 0xab, 0xcd}}
+	content := asn1.RawValue{FullBytes: []byte{0x80, 0x01, 0x00}} // [0] IMPLICIT OCTET STRING
+	pkcs12PBE := func(n int64) asn1.RawValue {                    // pbeWithSHAAnd3-KeyTripleDES-CBC
+		return derSeq(t, oid(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 12, 1, 3}), derSeq(t, salt, derInt(t, n)))
+	}
+	pbes2 := func(n int64) asn1.RawValue { // PBKDF2, AES-256-CBC
+		kdf := derSeq(t, oid(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 12}), derSeq(t, salt, derInt(t, n)))
+		cipher := derSeq(t, oid(asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 42}), salt)
+		return derSeq(t, oid(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}), derSeq(t, kdf, cipher))
+	}
+	for _, c := range []struct {
+		name string
+		alg  func(int64) asn1.RawValue
+	}{{"PKCS#12 PBE", pkcs12PBE}, {"PBES2", pbes2}} {
+		for _, n := range []int64{1, 2048, 5_000_000, 5_000_001, 1<<31 - 1, 0} {
+			ed := derSeq(t, derInt(t, 0), derSeq(t, oid(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}), c.alg(n), content))
+			err := cacert.CheckEncryptedData(ed)
+			if want := n >= 1 && n <= 5_000_000; (err == nil) != want {
+				t.Errorf("%s with %d iterations: %v, want accepted %v", c.name, n, err, want)
+			}
+		}
 	}
 }
