@@ -18,3 +18,14 @@ func Mapped(p *Pipeline) int {
 	defer p.mu.Unlock()
 	return p.mapped
 }
+
+// Started waits until n layers of p have been taken by its decoders (or p is dead) and
+// returns the layers in the order their decoding started.
+func Started(p *Pipeline, n int) []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.order) < n && !p.dead {
+		p.cond.Wait()
+	}
+	return append([]int(nil), p.order...)
+}

@@ -65,12 +65,11 @@ func WithMemory(n int64) Option {
 }
 
 // WithDisk caps the uncompressed bytes a [Pipeline] writes to temporary files in
-// [WithTempDir] once the memory budget is spent; a decoder that finds both spent waits for
-// the reader. Layers spill to disk only while the reader waits for the layer it reads
-// (decompression is the slower side): when the reader is slower, the spool's writing and
-// reading would only add to the work on the cores, so the decoders ahead wait instead. The default is half the space available in the temporary directory when
-// more than one job runs, and 0 with one job (a single core gains nothing from decoding
-// to disk ahead of the reader).
+// [WithTempDir] once the memory budget is spent (a layer decoded out of order, see
+// [Pipeline], goes there first); a decoder that finds both spent waits for the reader.
+// The default is half the space available in the temporary directory when more than one
+// job runs, and 0 with one job (a single core gains nothing from decoding to disk ahead
+// of the reader).
 func WithDisk(n int64) Option {
 	return func(o *options) error {
 		if n < 0 {
@@ -82,12 +81,26 @@ func WithDisk(n int64) Option {
 }
 
 // Pipeline decompresses the layers of an image ahead of their reader: up to [WithJobs]
-// layers at a time, in layer order, each verified against its DiffID on a goroutine of its
-// own. Uncompressed bytes wait in memory up to [WithMemory], then in an unlinked temporary
-// file per layer up to [WithDisk], then the decoders wait for the reader. The layers are
-// read in order through [Pipeline.Open]; a layer's bytes can be read while it is still
-// being decompressed. Close the Pipeline when done; its methods are not safe for
+// layers at a time, each verified against its DiffID. One decoder takes the layers in
+// order, the chain the reader follows; the others take the largest layer (by compressed
+// size) not started yet, so that a large layer near the top of the image decodes beside
+// the small ones below it instead of alone at the end. Uncompressed bytes wait in memory
+// up to [WithMemory], then in an unlinked temporary file per layer up to [WithDisk], then
+// the decoders wait for the reader; a layer taken out of order, read last, goes to its
+// file first and holds at most half the memory budget, which is better spent on the
+// layers read next. The layers are read in order through [Pipeline.Open]; a layer's bytes
+// can be read while it is still being decompressed. With one job the layers decode in
+// order, one at a time. Close the Pipeline when done; its methods are not safe for
 // concurrent use, but the Pipeline works alongside its reader.
+//
+// It cannot deadlock, whatever the budgets: a decoder waits only for the reader to free
+// budget (in publish), and the decoder of the layer being read (the head) always has
+// headBacklog bytes of its own, so it waits for nothing but that reader, which is
+// reading. The in-order decoder takes the lowest layer not started, so every layer below
+// the one it decodes has been started. When the reader waits for the head, either the
+// head's decoder runs, or the head is not started; then every layer below it has been
+// read (decoded) or closed (its decoder stops at once), and the in-order decoder cannot
+// be on a layer above the head, so it is between layers and takes the head next.
 type Pipeline struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -97,20 +110,17 @@ type Pipeline struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	layers  []*pipeLayer
-	next    int // the next layer a worker takes
+	lo      int // every layer below lo has been started
 	busy    int // workers decoding a layer and not waiting for the reader
 	head    int // the layer being read
 	mem     int64
+	farMem  int64 // the part of mem held by layers taken out of order
 	disk    int64
 	peakMem int64     // the most mem has been, for tests
 	free    []*[]byte // chunks to reuse
 	mapped  int       // chunks mapped and not unmapped yet
-	// readerBound is set when the decoder of the layer being read is a full backlog ahead
-	// of its reader, cleared when the reader waits for it. While it is set, layers ahead
-	// wait in memory instead of spilling to disk: the reader is the slower side, and
-	// writing and reading the spool would only add to the work on the cores.
-	readerBound bool
-	dead        bool // cancelled or closed
+	order   []int     // the layers in the order their decoding started, for tests
+	dead    bool      // cancelled or closed
 }
 
 // pipeLayer is the state of one layer in a Pipeline, guarded by Pipeline.mu.
@@ -118,10 +128,14 @@ type pipeLayer struct {
 	l      v1.Layer
 	diffID v1.Hash
 	name   string
+	size   int64 // compressed, from the manifest; 0 when unknown
+
+	started bool // a worker took it
+	far     bool // taken while a layer below it was not started
 
 	segs    []segment // uncompressed bytes not read yet, in order
 	memHeld int64     // bytes of segs in memory
-	size    int64     // bytes decoded so far
+	decoded int64     // bytes decoded so far
 	done    bool      // decoding ended, with err
 	err     error     // nil: all bytes verified
 	f       *os.File  // the spool file, once needed
@@ -162,7 +176,11 @@ func NewPipeline(ctx context.Context, layers []v1.Layer, diffIDs []v1.Hash, opts
 		if name == "?" {
 			name = strconv.Itoa(i)
 		}
-		p.layers = append(p.layers, &pipeLayer{l: l, diffID: diffIDs[i], name: name})
+		size, err := l.Size()
+		if err != nil {
+			size = 0 // only the order of decoding depends on it
+		}
+		p.layers = append(p.layers, &pipeLayer{l: l, diffID: diffIDs[i], name: name, size: size})
 	}
 	stop := context.AfterFunc(ctx, func() {
 		p.mu.Lock()
@@ -172,8 +190,8 @@ func NewPipeline(ctx context.Context, layers []v1.Layer, diffIDs []v1.Hash, opts
 	})
 	n := min(o.jobs, len(layers))
 	p.wg.Add(n)
-	for range n {
-		go p.worker()
+	for w := range n {
+		go p.worker(w == 0)
 	}
 	go func() { p.wg.Wait(); stop() }()
 	return p, nil
@@ -192,20 +210,20 @@ func freeSpace(dir string) int64 {
 	return int64(st.Bavail) * st.Bsize
 }
 
-// worker decompresses one layer after another, in order, with a decoder it reuses.
-func (p *Pipeline) worker() {
+// worker decompresses one layer after another with a decoder it reuses: in order when
+// inOrder, the largest layer not started otherwise (see [Pipeline]).
+func (p *Pipeline) worker(inOrder bool) {
 	defer p.wg.Done()
 	var dec Decoder
 	defer dec.Close()
 	br := bufio.NewReaderSize(nil, 64<<10)
 	for {
 		p.mu.Lock()
-		i := p.next
-		if p.dead || i >= len(p.layers) {
+		i := p.pick(inOrder)
+		if i < 0 {
 			p.mu.Unlock()
 			return
 		}
-		p.next++
 		p.busy++
 		p.mu.Unlock()
 		err := p.decode(i, &dec, br)
@@ -216,6 +234,32 @@ func (p *Pipeline) worker() {
 		p.cond.Broadcast()
 		p.mu.Unlock()
 	}
+}
+
+// pick marks the layer a worker decodes next as started and returns it, or -1 when every
+// layer has been started or the pipeline is dead: the lowest layer not started when
+// inOrder, otherwise the largest by compressed size (the lowest of equals, so layers of one
+// size go in order); p.mu is held.
+func (p *Pipeline) pick(inOrder bool) int {
+	for p.lo < len(p.layers) && p.layers[p.lo].started {
+		p.lo++
+	}
+	if p.dead || p.lo >= len(p.layers) {
+		return -1
+	}
+	i := p.lo
+	if !inOrder {
+		for j := i + 1; j < len(p.layers); j++ {
+			if pl := p.layers[j]; !pl.started && pl.size > p.layers[i].size {
+				i = j
+			}
+		}
+	}
+	pl := p.layers[i]
+	pl.started, pl.far = true, i > p.lo
+	p.order = append(p.order, i)
+	p.cond.Broadcast()
+	return i
 }
 
 // decode decompresses layer i into its segments and verifies it.
@@ -393,31 +437,33 @@ func (p *Pipeline) verify(pl *pipeLayer, h hash.Hash) error {
 
 // publish appends chunk c to layer i: in memory while the budget allows (or the layer is
 // being read and its reader is near), in the layer's spool file while the disk budget
-// allows, and otherwise once the reader has freed some of either.
+// allows, and otherwise once the reader has freed some of either. A layer taken out of
+// order tries its spool file first and holds at most half the memory budget.
 func (p *Pipeline) publish(i int, c segment) error {
 	pl := p.layers[i]
 	n := int64(c.n)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if i == p.head && pl.memHeld >= headBacklog {
-		p.readerBound = true // the reader is the slower side
-	}
 	for {
+		head := i == p.head
+		inMem := p.mem+n <= p.o.memory || (head && pl.memHeld < headBacklog)
+		toDisk := !head && p.disk+n <= p.o.disk
+		if pl.far && !head {
+			inMem = inMem && !toDisk && p.farMem+n <= p.o.memory/2
+		}
 		switch {
 		case p.dead || pl.closed:
 			if err := p.ctx.Err(); err != nil {
 				return err
 			}
 			return errors.New("layerstream: layer closed")
-		case p.mem+n <= p.o.memory || (i == p.head && pl.memHeld < headBacklog):
-			p.mem += n
-			p.peakMem = max(p.peakMem, p.mem)
-			pl.memHeld += n
-			pl.size += n
+		case inMem:
+			p.hold(pl, n)
+			pl.decoded += n
 			pl.segs = append(pl.segs, c)
 			p.cond.Broadcast()
 			return nil
-		case i != p.head && !p.readerBound && p.disk+n <= p.o.disk:
+		case toDisk:
 			p.disk += n
 			if pl.f == nil {
 				f, err := p.spoolFile(pl)
@@ -441,7 +487,7 @@ func (p *Pipeline) publish(i int, c segment) error {
 				return errors.New("layerstream: layer closed")
 			}
 			p.putLocked(c.b)
-			pl.size += n
+			pl.decoded += n
 			pl.segs = append(pl.segs, segment{n: c.n, off: off})
 			p.cond.Broadcast()
 			return nil
@@ -450,6 +496,25 @@ func (p *Pipeline) publish(i int, c segment) error {
 		p.busy--
 		p.cond.Wait()
 		p.busy++
+	}
+}
+
+// hold counts n more bytes of pl in memory; p.mu is held.
+func (p *Pipeline) hold(pl *pipeLayer, n int64) {
+	p.mem += n
+	pl.memHeld += n
+	if pl.far {
+		p.farMem += n
+	}
+	p.peakMem = max(p.peakMem, p.mem)
+}
+
+// unhold counts n bytes of pl out of memory; p.mu is held.
+func (p *Pipeline) unhold(pl *pipeLayer, n int64) {
+	p.mem -= n
+	pl.memHeld -= n
+	if pl.far {
+		p.farMem -= n
 	}
 }
 
@@ -517,7 +582,7 @@ func (p *Pipeline) Open(ctx context.Context, i int, opts ...Option) (*Stream, er
 	pl := p.layers[i]
 	total := int64(-1)
 	if pl.done && pl.err == nil {
-		total = pl.size
+		total = pl.decoded
 	}
 	p.cond.Broadcast()
 	p.mu.Unlock()
@@ -554,8 +619,7 @@ func (p *Pipeline) release(pl *pipeLayer) {
 	pl.closed = true
 	for _, s := range pl.segs {
 		if s.b != nil {
-			p.mem -= int64(s.n)
-			pl.memHeld -= int64(s.n)
+			p.unhold(pl, int64(s.n))
 			p.putLocked(s.b)
 		}
 	}
@@ -611,17 +675,11 @@ func (r *pipeReader) next() error {
 	p, pl := r.p, r.pl
 	p.mu.Lock()
 	if r.held != nil && r.mem {
-		p.mem -= int64(len(*r.held))
-		pl.memHeld -= int64(len(*r.held))
+		p.unhold(pl, int64(len(*r.held)))
 		p.putLocked(r.held)
 		p.cond.Broadcast()
 	}
 	r.held = nil
-	if len(pl.segs) == 0 && !pl.done && !p.dead {
-		// The reader waits for its decoder: layers further ahead may spill now.
-		p.readerBound = false
-		p.cond.Broadcast()
-	}
 	for len(pl.segs) == 0 && !pl.done && !p.dead {
 		p.cond.Wait()
 	}
@@ -667,8 +725,7 @@ func (r *pipeReader) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if r.held != nil && r.mem {
-		p.mem -= int64(len(*r.held))
-		r.pl.memHeld -= int64(len(*r.held))
+		p.unhold(r.pl, int64(len(*r.held)))
 		p.putLocked(r.held)
 	}
 	r.held = nil

@@ -9,11 +9,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/img2ext4/img2ext4/layerstream"
+	"github.com/klauspost/compress/gzip"
 )
 
 // TestPipelineBudgets reads an image of several multi-MiB layers through pipelines with
@@ -118,4 +120,126 @@ func TestPipelineError(t *testing.T) {
 	}
 	st.Close()
 	// Layer 2 is left unread: Close must stop its decoder.
+}
+
+// sizedLayers returns gzip layers of random bytes stored uncompressed (so that their
+// compressed sizes keep the order of the uncompressed ones, and they are quick to make and
+// decode) of the given sizes in MiB (in eighths), with their contents and DiffIDs.
+func sizedLayers(eighths ...int) (plains [][]byte, layers []v1.Layer, diffIDs []v1.Hash) {
+	rnd := rand.NewChaCha8([32]byte{3, 4})
+	for _, n := range eighths {
+		b := make([]byte, n<<17)
+		rnd.Read(b)
+		plains = append(plains, b)
+		var blob bytes.Buffer
+		w, _ := gzip.NewWriterLevel(&blob, gzip.NoCompression)
+		w.Write(b)
+		w.Close()
+		layers = append(layers, static.NewLayer(blob.Bytes(), types.OCILayer))
+		diffIDs = append(diffIDs, hashOf(b))
+	}
+	return plains, layers, diffIDs
+}
+
+// gatedLayer is a layer whose blob is not there until open is closed, as one still
+// waiting for its download.
+type gatedLayer struct {
+	v1.Layer
+	open chan struct{}
+}
+
+func (l gatedLayer) Compressed() (io.ReadCloser, error) {
+	<-l.open
+	return l.Layer.Compressed()
+}
+
+// readAll reads every layer of p in order and compares it with plains.
+func readAll(t *testing.T, ctx context.Context, p *layerstream.Pipeline, plains [][]byte) {
+	t.Helper()
+	buf := make([]byte, 256<<10)
+	for i, want := range plains {
+		st, err := p.Open(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		for err == nil {
+			var m int
+			m, err = io.ReadFull(st, buf)
+			if n+m > len(want) || !bytes.Equal(buf[:m], want[n:n+m]) {
+				t.Fatalf("layer %d: bytes %d to %d differ", i, n, n+m)
+			}
+			n += m
+		}
+		st.Close()
+		if ctx.Err() != nil {
+			t.Fatalf("layer %d: no bytes for 2 minutes after %d: deadlock", i, n)
+		}
+		if err != io.ErrUnexpectedEOF && err != io.EOF || n != len(want) {
+			t.Fatalf("layer %d: read %d bytes, %v; want %d", i, n, err, len(want))
+		}
+	}
+}
+
+// TestPipelineLargestEarly: with two jobs, the largest layer starts decoding beside the
+// first instead of after the small ones below it, and goes to its spool file rather than
+// taking the memory the layers read next need. Layer 0's blob is held back until the
+// second layer has started, so the decoder that takes layers in order cannot race on.
+func TestPipelineLargestEarly(t *testing.T) {
+	plains, layers, diffIDs := sizedLayers(4, 1, 2, 1, 24, 1)
+	const big = 4
+	for _, memory := range []int64{0, 64 << 20} {
+		gate := make(chan struct{})
+		gated := append([]v1.Layer{gatedLayer{layers[0], gate}}, layers[1:]...)
+		p, err := layerstream.NewPipeline(context.Background(), gated, diffIDs,
+			layerstream.WithJobs(2), layerstream.WithMemory(memory), layerstream.WithDisk(1<<30), layerstream.WithTempDir(t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		if order := layerstream.Started(p, 2); order[0]+order[1] != big {
+			t.Errorf("layers started first: %v; want 0 and the largest, %d", order[:2], big)
+		}
+		close(gate)
+		if memory > 0 {
+			// The layers after the one being read wait in memory; the largest, read
+			// last, in its spool file.
+			if spooled, _ := layerstream.WaitDecoded(p, big); spooled != int64(len(plains[big])) {
+				t.Errorf("largest layer: %d bytes spooled of %d", spooled, len(plains[big]))
+			}
+			if spooled, _ := layerstream.WaitDecoded(p, 1); spooled != 0 {
+				t.Errorf("layer 1: %d bytes spooled with memory to spare", spooled)
+			}
+		}
+		readAll(t, context.Background(), p, plains)
+		if order := layerstream.Started(p, len(layers)); len(order) != len(layers) {
+			t.Errorf("decoding order %v: not every layer once", order)
+		}
+	}
+}
+
+// TestPipelineOrderBudgets reads layers of different sizes through pipelines with 1 to 4
+// jobs and budgets none, tight or ample, in memory and on disk: every layer must come out
+// whole and verified. A pipeline whose reader waits for a layer no decoder will take (all
+// of them on layers out of order, waiting for budget) hangs: the test then fails after a
+// bound far above its run time.
+func TestPipelineOrderBudgets(t *testing.T) {
+	plains, layers, diffIDs := sizedLayers(2, 6, 1, 9, 3, 11)
+	for jobs := 1; jobs <= 4; jobs++ {
+		for _, b := range []struct{ memory, disk int64 }{{0, 0}, {1 << 20, 0}, {0, 2 << 20}, {1 << 20, 2 << 20}, {64 << 20, 1 << 30}} {
+			t.Run(fmt.Sprintf("jobs=%d,mem=%d,disk=%d", jobs, b.memory, b.disk), func(t *testing.T) {
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				hung := time.AfterFunc(2*time.Minute, cancel)
+				defer hung.Stop()
+				p, err := layerstream.NewPipeline(ctx, layers, diffIDs, layerstream.WithJobs(jobs),
+					layerstream.WithMemory(b.memory), layerstream.WithDisk(b.disk), layerstream.WithTempDir(t.TempDir()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer p.Close()
+				readAll(t, ctx, p, plains)
+			})
+		}
+	}
 }
