@@ -78,7 +78,8 @@ const maxZstdWindow = 1 << 30
 // zstdConcurrency is the goroutines a new zstd decoder uses: 2 decode a stream's blocks
 // while its sequences are executed, which took a 391 MiB layer from 1.41 to 0.58 s
 // (median of 9, a loaded 2-core machine) for 7 % more CPU; more cost more CPU (20 % with
-// 4) for no more speed. With one CPU it is 1. bench/RESULTS.md has the numbers.
+// 4) for no more speed. With one CPU it is 1, and in a [Pipeline] with more than one
+// decoder too. bench/RESULTS.md has the numbers.
 func zstdConcurrency() int { return min(2, runtime.GOMAXPROCS(0)) }
 
 // Decoder decompresses one blob after another, reusing its gzip and zstd state. The zero
@@ -87,6 +88,8 @@ func zstdConcurrency() int { return min(2, runtime.GOMAXPROCS(0)) }
 type Decoder struct {
 	gz *gzip.Reader
 	zd *zstd.Decoder
+	// zstdGoroutines is the concurrency of its zstd decoder; 0 is zstdConcurrency().
+	zstdGoroutines int
 }
 
 // Reset returns the uncompressed stream of br, picking the decoder from its first bytes.
@@ -107,7 +110,11 @@ func (d *Decoder) Reset(br *bufio.Reader) (io.Reader, Compression, error) {
 		return d.gz, c, nil
 	case Zstd:
 		if d.zd == nil {
-			zd, err := zstd.NewReader(br, zstd.WithDecoderMaxMemory(maxZstdWindow), zstd.WithDecoderConcurrency(zstdConcurrency()))
+			n := d.zstdGoroutines
+			if n == 0 {
+				n = zstdConcurrency()
+			}
+			zd, err := zstd.NewReader(br, zstd.WithDecoderMaxMemory(maxZstdWindow), zstd.WithDecoderConcurrency(n))
 			if err != nil {
 				return nil, c, err
 			}

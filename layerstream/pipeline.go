@@ -189,9 +189,16 @@ func NewPipeline(ctx context.Context, layers []v1.Layer, diffIDs []v1.Hash, opts
 		p.mu.Unlock()
 	})
 	n := min(o.jobs, len(layers))
+	// A zstd decoder's second goroutine only pays while a core would otherwise idle: with
+	// more decoders than one, the other decoders use the cores, and the hand-off between
+	// the two goroutines is CPU and memory spent for nothing.
+	zstdGoroutines := 0
+	if n > 1 {
+		zstdGoroutines = 1
+	}
 	p.wg.Add(n)
 	for w := range n {
-		go p.worker(w == 0)
+		go p.worker(w == 0, zstdGoroutines)
 	}
 	go func() { p.wg.Wait(); stop() }()
 	return p, nil
@@ -211,10 +218,11 @@ func freeSpace(dir string) int64 {
 }
 
 // worker decompresses one layer after another with a decoder it reuses: in order when
-// inOrder, the largest layer not started otherwise (see [Pipeline]).
-func (p *Pipeline) worker(inOrder bool) {
+// inOrder, the largest layer not started otherwise (see [Pipeline]); its zstd decoder runs
+// zstdGoroutines goroutines (0: the default).
+func (p *Pipeline) worker(inOrder bool, zstdGoroutines int) {
 	defer p.wg.Done()
-	var dec Decoder
+	dec := Decoder{zstdGoroutines: zstdGoroutines}
 	defer dec.Close()
 	br := bufio.NewReaderSize(nil, 64<<10)
 	for {
