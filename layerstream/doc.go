@@ -8,11 +8,11 @@
 // compressed blob and checks the hash against the layer's DiffID: a [Stream] returns
 // io.EOF only for content that matches, a [*DiffIDError] otherwise. A [Pipeline] does the
 // same for all the layers of an image at once, read in order while they decode: as many
-// decoders as there are cores, each with the DiffID hashed on a goroutine of its own, the
-// bytes waiting in memory and then in unlinked temporary files within a budget
-// ([WithJobs], [WithMemory], [WithDisk]). Every stream honours its context, caps the
-// uncompressed bytes ([WithLimit], a [*LimitError] beyond), and reports progress in
-// uncompressed bytes ([WithProgress]).
+// decoders as there are cores, one taking the layers in order and the others the largest
+// layers not started, the DiffID hashed as the bytes come, the bytes waiting in memory and
+// then in unlinked temporary files within a budget ([WithJobs], [WithMemory], [WithDisk]).
+// Every stream honours its context, caps the uncompressed bytes ([WithLimit], a
+// [*LimitError] beyond), and reports progress in uncompressed bytes ([WithProgress]).
 //
 // [Decompress] is the unverified form, for blobs that are not layers of a known image
 // (compressed archives, a layer's Uncompressed method).
