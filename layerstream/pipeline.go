@@ -86,20 +86,22 @@ func WithDisk(n int64) Option {
 // size) not started yet, so that a large layer near the top of the image decodes beside
 // the small ones below it instead of alone at the end. Uncompressed bytes wait in memory
 // up to [WithMemory], then in an unlinked temporary file per layer up to [WithDisk], then
-// the decoders wait for the reader; a layer taken out of order, read last, goes to its
-// file first and holds at most half the memory budget, which is better spent on the
-// layers read next. The layers are read in order through [Pipeline.Open]; a layer's bytes
+// the decoders wait for the reader; a layer taken out of order, read after the layers
+// below it, goes to its file first, and such layers together hold at most half the
+// memory budget, which is better spent on the layers read next. When the temporary
+// directory refuses a spool file or a write, the Pipeline stops spilling and its
+// decoders wait in memory instead. The layers are read in order through [Pipeline.Open]; a layer's bytes
 // can be read while it is still being decompressed. With one job the layers decode in
 // order, one at a time. Close the Pipeline when done; its methods are not safe for
 // concurrent use, but the Pipeline works alongside its reader.
 //
-// It cannot deadlock, whatever the budgets: a decoder waits only for the reader to free
-// budget (in publish), and the decoder of the layer being read (the head) always has
+// It cannot deadlock, whatever the budgets: a decoder waits only for its blob (which
+// its download provides) and for the reader to free budget (in publish), and the decoder of the layer being read (the head) always has
 // headBacklog bytes of its own, so it waits for nothing but that reader, which is
 // reading. The in-order decoder takes the lowest layer not started, so every layer below
 // the one it decodes has been started. When the reader waits for the head, either the
 // head's decoder runs, or the head is not started; then every layer below it has been
-// read (decoded) or closed (its decoder stops at once), and the in-order decoder cannot
+// read (decoded) or closed (its decoder never waits for budget), and the in-order decoder cannot
 // be on a layer above the head, so it is between layers and takes the head next.
 type Pipeline struct {
 	ctx    context.Context
@@ -116,6 +118,7 @@ type Pipeline struct {
 	mem     int64
 	farMem  int64 // the part of mem held by layers taken out of order
 	disk    int64
+	noSpool bool      // a spool file could not be created or written: no more spilling
 	peakMem int64     // the most mem has been, for tests
 	free    []*[]byte // chunks to reuse
 	mapped  int       // chunks mapped and not unmapped yet
@@ -196,9 +199,18 @@ func NewPipeline(ctx context.Context, layers []v1.Layer, diffIDs []v1.Hash, opts
 	if n > 1 {
 		zstdGoroutines = 1
 	}
+	// The in-order decoder's first layer is picked before the others start, so that layer
+	// 0 is never taken as one out of order.
+	p.mu.Lock()
+	first := p.pick(true)
+	p.mu.Unlock()
 	p.wg.Add(n)
 	for w := range n {
-		go p.worker(w == 0, zstdGoroutines)
+		i := -1
+		if w == 0 {
+			i = first
+		}
+		go p.worker(w == 0, i, zstdGoroutines)
 	}
 	go func() { p.wg.Wait(); stop() }()
 	return p, nil
@@ -217,17 +229,20 @@ func freeSpace(dir string) int64 {
 	return int64(st.Bavail) * st.Bsize
 }
 
-// worker decompresses one layer after another with a decoder it reuses: in order when
-// inOrder, the largest layer not started otherwise (see [Pipeline]); its zstd decoder runs
-// zstdGoroutines goroutines (0: the default).
-func (p *Pipeline) worker(inOrder bool, zstdGoroutines int) {
+// worker decompresses one layer after another with a decoder it reuses, starting with
+// layer first when it is not -1 (already picked): in order when inOrder, the largest layer
+// not started otherwise (see [Pipeline]); its zstd decoder runs zstdGoroutines goroutines
+// (0: the default).
+func (p *Pipeline) worker(inOrder bool, first, zstdGoroutines int) {
 	defer p.wg.Done()
 	dec := Decoder{zstdGoroutines: zstdGoroutines}
 	defer dec.Close()
 	br := bufio.NewReaderSize(nil, 64<<10)
-	for {
+	for i := first; ; i = -1 {
 		p.mu.Lock()
-		i := p.pick(inOrder)
+		if i < 0 {
+			i = p.pick(inOrder)
+		}
 		if i < 0 {
 			p.mu.Unlock()
 			return
@@ -270,6 +285,36 @@ func (p *Pipeline) pick(inOrder bool) int {
 	return i
 }
 
+// openCompressed returns pl's compressed reader, or the Pipeline's error once it is
+// cancelled or closed: Compressed may wait for its blob's download to start (a layer
+// taken out of order waits for those below it), and Close must not wait for that. A
+// reader that comes after the cancellation is closed when it comes.
+func (p *Pipeline) openCompressed(pl *pipeLayer) (io.ReadCloser, error) {
+	type opened struct {
+		rc  io.ReadCloser
+		err error
+	}
+	ch := make(chan opened, 1)
+	go func() {
+		rc, err := pl.l.Compressed()
+		ch <- opened{rc, err}
+	}()
+	select {
+	case o := <-ch:
+		if o.err != nil {
+			return nil, fmt.Errorf("open layer %s: %w", pl.name, o.err)
+		}
+		return o.rc, nil
+	case <-p.ctx.Done():
+		go func() {
+			if o := <-ch; o.err == nil {
+				o.rc.Close()
+			}
+		}()
+		return nil, p.ctx.Err()
+	}
+}
+
 // decode decompresses layer i into its segments and verifies it.
 func (p *Pipeline) decode(i int, dec *Decoder, br *bufio.Reader) error {
 	pl := p.layers[i]
@@ -278,9 +323,9 @@ func (p *Pipeline) decode(i int, dec *Decoder, br *bufio.Reader) error {
 			return fmt.Errorf("layer %s: %w", pl.name, err)
 		}
 	}
-	rc, err := pl.l.Compressed()
+	rc, err := p.openCompressed(pl)
 	if err != nil {
-		return fmt.Errorf("open layer %s: %w", pl.name, err)
+		return err
 	}
 	defer rc.Close()
 	br.Reset(ContextReader(p.ctx, rc))
@@ -455,7 +500,7 @@ func (p *Pipeline) publish(i int, c segment) error {
 	for {
 		head := i == p.head
 		inMem := p.mem+n <= p.o.memory || (head && pl.memHeld < headBacklog)
-		toDisk := !head && p.disk+n <= p.o.disk
+		toDisk := !head && !p.noSpool && p.disk+n <= p.o.disk
 		if pl.far && !head {
 			inMem = inMem && !toDisk && p.farMem+n <= p.o.memory/2
 		}
@@ -472,14 +517,17 @@ func (p *Pipeline) publish(i int, c segment) error {
 			p.cond.Broadcast()
 			return nil
 		case toDisk:
-			p.disk += n
 			if pl.f == nil {
 				f, err := p.spoolFile(pl)
 				if err != nil {
-					return err
+					// The spool is only room to run ahead: without it the layers wait in
+					// memory, as with no disk budget.
+					p.noSpool = true
+					continue
 				}
 				pl.f = f
 			}
+			p.disk += n
 			off := pl.fsize
 			pl.fsize += n
 			f := pl.f
@@ -488,11 +536,16 @@ func (p *Pipeline) publish(i int, c segment) error {
 			_, err := f.WriteAt((*c.b)[:c.n], off)
 			copystat.Add(c.n)
 			p.mu.Lock()
-			if err != nil {
-				return fmt.Errorf("spool layer %s: %w", pl.name, err)
-			}
 			if pl.closed {
 				return errors.New("layerstream: layer closed")
+			}
+			if err != nil {
+				// A full or failing temporary directory: give the bytes back to the
+				// budget and keep this chunk, and those after it, in memory.
+				p.disk -= n
+				pl.fsize = off
+				p.noSpool = true
+				continue
 			}
 			p.putLocked(c.b)
 			pl.decoded += n
