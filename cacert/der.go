@@ -259,7 +259,9 @@ func checkBagAttribute(a asn1.RawValue) error {
 		case oid.Equal(oidLocalKeyID):
 			ok = isUniversal(v, asn1.TagOctetString, false)
 		case oid.Equal(oidJavaTrustedKeyUsage):
-			ok = isUniversal(v, asn1.TagOID, false)
+			var usage asn1.ObjectIdentifier
+			_, err := asn1.Unmarshal(v.FullBytes, &usage)
+			ok = err == nil // a whole OID: the JDK refuses one whose last byte says more follow
 		default:
 			ok = true
 		}
