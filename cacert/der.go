@@ -296,7 +296,7 @@ func checkCertificate(der []byte) error {
 		return err
 	}
 	if len(cert) != 3 || !isUniversal(cert[2], asn1.TagBitString, false) || !bitString(cert[2].Bytes) {
-		return errors.New("Certificate is not a TBSCertificate, an AlgorithmIdentifier and a BIT STRING")
+		return errors.New("the certificate is not a TBSCertificate, an AlgorithmIdentifier and a BIT STRING")
 	}
 	if err := checkAlgorithm(cert[1]); err != nil {
 		return err
@@ -324,11 +324,11 @@ func checkCertificate(der []byte) error {
 	}
 	validity, err := derSequence(tbs[3].FullBytes, "Validity")
 	if err != nil || len(validity) != 2 {
-		return errors.New("Validity is not two times")
+		return errors.New("the validity is not two times")
 	}
 	for _, t := range validity {
 		if !isUniversal(t, asn1.TagUTCTime, false) && !isUniversal(t, asn1.TagGeneralizedTime, false) {
-			return errors.New("Validity is not two times")
+			return errors.New("the validity is not two times")
 		}
 	}
 	spki, err := derSequence(tbs[5].FullBytes, "SubjectPublicKeyInfo")
@@ -378,15 +378,15 @@ func checkName(v asn1.RawValue) error {
 	}
 	for _, rdn := range rdns {
 		if !isUniversal(rdn, asn1.TagSet, true) {
-			return errors.New("Name holds something other than a SET")
+			return errors.New("a name holds something other than a SET")
 		}
 		atvs, err := derElements(rdn.Bytes)
 		if err != nil {
-			return fmt.Errorf("Name: %w", err)
+			return fmt.Errorf("a name: %w", err)
 		}
 		for _, atv := range atvs {
 			if e, err := derSequence(atv.FullBytes, "AttributeTypeAndValue"); err != nil || len(e) != 2 || !isUniversal(e[0], asn1.TagOID, false) {
-				return errors.New("Name holds an attribute that is not an OID and a value")
+				return errors.New("a name holds an attribute that is not an OID and a value")
 			}
 		}
 	}
