@@ -11,7 +11,8 @@
 #   floor-1core      ./floor -jobs 1 under taskset -c 0
 #
 # Every step runs under /usr/bin/time -v after a sync; raw numbers in out/shapes/steps.tsv
-# (with the load average before each step), medians and per-run ratios to the floor of the
+# (with the load average before each step, and the CPU seconds the registry process spent
+# serving the step: it shares the 2 cores with the step), medians and per-run ratios to the floor of the
 # same run in out/shapes/summary.md, e2fsck -fn of the last run's images in
 # out/shapes/fsck.txt. Needs root only for nothing; skopeo pushes the layouts.
 set -euo pipefail
@@ -58,23 +59,30 @@ done
 	echo "loadavg_start	$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$S/machine.tsv"
 STEPS=$S/steps.tsv
-printf 'shape\tpipeline\trun\twall_s\tuser_s\tsys_s\tmaxrss_kb\tload1\n' >"$STEPS"
+printf 'shape\tpipeline\trun\twall_s\tuser_s\tsys_s\tmaxrss_kb\tload1\tregistry_cpu_s\n' >"$STEPS"
+TICK=$(getconf CLK_TCK)
+
+# regcpu: the registry's CPU time so far in clock ticks (utime + stime of /proc/PID/stat;
+# the fields after the parenthesised command name, which holds no spaces here).
+regcpu() { awk '{ print $14 + $15 }' "/proc/$REGPID/stat"; }
 
 # step SHAPE PIPELINE RUN CMD...
 step() {
 	local s=$1 p=$2 r=$3; shift 3
-	local tf=$W/time.$$ load
+	local tf=$W/time.$$ load reg0 reg1
 	sync
 	load=$(cut -d' ' -f1 /proc/loadavg)
+	reg0=$(regcpu)
 	if ! /usr/bin/time -v -o "$tf" "$@" >"$W/$s.$p.log" 2>&1; then
 		echo "shapes.sh: $s/$p failed (run $r):" >&2
 		tail -5 "$W/$s.$p.log" >&2
 		return 1
 	fi
-	awk -v s="$s" -v p="$p" -v r="$r" -v l="$load" -F': ' '
+	reg1=$(regcpu)
+	awk -v s="$s" -v p="$p" -v r="$r" -v l="$load" -v g="$(((reg1 - reg0) * 100 / TICK))" -F': ' '
 		/Elapsed \(wall clock\)/ { n = split($2, a, ":"); w = 0; for (i = 1; i <= n; i++) w = w * 60 + a[i] }
 		/User time/ { u = $2 } /System time/ { y = $2 } /Maximum resident set size/ { m = $2 }
-		END { printf "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\n", s, p, r, w, u, y, m, l }' "$tf" >>"$STEPS"
+		END { printf "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%.2f\n", s, p, r, w, u, y, m, l, g / 100 }' "$tf" >>"$STEPS"
 	rm -f "$tf"
 }
 

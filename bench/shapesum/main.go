@@ -1,7 +1,8 @@
 // Command shapesum turns the raw numbers of shapes.sh (steps.tsv, machine.tsv and the
 // NAME.json summaries of build-shapes.sh in -dir) into a Markdown table of medians on
 // standard output: wall time, its ratio to the floor of the same run (the median of the
-// per-run ratios), CPU time, peak RSS and the load average before the step.
+// per-run ratios), CPU time, the CPU time of the registry serving the step (when steps.tsv
+// has it), peak RSS and the load average before the step.
 package main
 
 import (
@@ -28,6 +29,7 @@ func main() {
 
 type step struct {
 	wall, cpu, rss, load float64
+	reg                  float64 // the registry's CPU seconds during the step; -1: not recorded
 }
 
 func median(v []float64) float64 {
@@ -59,7 +61,10 @@ func run(w io.Writer, dir string) error {
 			continue
 		}
 		num := func(s string) float64 { v, _ := strconv.ParseFloat(s, 64); return v }
-		st := step{wall: num(c[3]), cpu: num(c[4]) + num(c[5]), rss: num(c[6]) / 1024, load: num(c[7])}
+		st := step{wall: num(c[3]), cpu: num(c[4]) + num(c[5]), rss: num(c[6]) / 1024, load: num(c[7]), reg: -1}
+		if len(c) > 8 {
+			st.reg = num(c[8])
+		}
 		if data[c[0]] == nil {
 			data[c[0]] = map[string]map[string]step{}
 			shapes = append(shapes, c[0])
@@ -94,26 +99,33 @@ func run(w io.Writer, dir string) error {
 			}
 		}
 		fmt.Fprintf(w, "### %s%s\n\n", shape, desc)
-		fmt.Fprintln(w, "| pipeline | runs | wall s median (min–max) | ÷ floor (same run, median) | CPU s | peak RSS MiB | load1 (min–max) |")
-		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---|")
+		fmt.Fprintln(w, "| pipeline | runs | wall s median (min–max) | ÷ floor (same run, median) | CPU s | registry CPU s | peak RSS MiB | load1 (min–max) |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---|")
 		floor := data[shape]["floor"]
 		for _, p := range pipes {
 			runs := data[shape][p]
 			if len(runs) == 0 {
 				continue
 			}
-			var wall, cpu, rss, load, ratio []float64
+			var wall, cpu, reg, rss, load, ratio []float64
 			for r, st := range runs {
 				wall = append(wall, st.wall)
 				cpu = append(cpu, st.cpu)
+				if st.reg >= 0 {
+					reg = append(reg, st.reg)
+				}
 				rss = append(rss, st.rss)
 				load = append(load, st.load)
 				if fl, ok := floor[r]; ok && fl.wall > 0 {
 					ratio = append(ratio, st.wall/fl.wall)
 				}
 			}
-			fmt.Fprintf(w, "| %s | %d | %.2f (%.2f–%.2f) | %.2f | %.1f | %.0f | %.1f–%.1f |\n", p, len(runs),
-				median(wall), slices.Min(wall), slices.Max(wall), median(ratio), median(cpu), median(rss), slices.Min(load), slices.Max(load))
+			regs := "–"
+			if len(reg) > 0 {
+				regs = fmt.Sprintf("%.2f", median(reg))
+			}
+			fmt.Fprintf(w, "| %s | %d | %.2f (%.2f–%.2f) | %.2f | %.1f | %s | %.0f | %.1f–%.1f |\n", p, len(runs),
+				median(wall), slices.Min(wall), slices.Max(wall), median(ratio), median(cpu), regs, median(rss), slices.Min(load), slices.Max(load))
 		}
 		fmt.Fprintln(w)
 	}
