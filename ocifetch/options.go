@@ -173,8 +173,9 @@ func WithRegistryCA(pemFile string) Option {
 	}
 }
 
-// WithJobs sets how many layer blobs [Prefetch] downloads at once, from 1 to
-// 64. The default is [DefaultJobs].
+// WithJobs sets how many layer blobs [Prefetch] downloads at once ahead of
+// their readers, from 1 to 64; a blob a reader waits for is downloaded
+// beside them. The default is [DefaultJobs].
 func WithJobs(n int) Option {
 	return func(o *options) error {
 		if n < 1 || n > 64 {

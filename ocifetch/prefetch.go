@@ -33,6 +33,16 @@ type Prefetcher struct {
 	layers []*prefetchLayer
 	done   chan struct{} // closed when all downloads have ended
 
+	// The downloads run in g under gctx, which ends when one fails for good. Each layer
+	// is claimed once, under mu: by the loop of [Prefetch], in layer order and at most
+	// jobs at a time, or at once by a reader waiting for it (see [prefetchLayer.demand]).
+	// A download is added to g under mu as it is claimed, so that once the loop finds
+	// every layer claimed, g.Wait waits for all of them.
+	g    *errgroup.Group
+	gctx context.Context
+	rep  *reporter
+	mu   sync.Mutex
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	rmErr     error
@@ -41,7 +51,10 @@ type Prefetcher struct {
 // Prefetch starts downloading every layer blob of img, at most [WithJobs] at
 // a time and in layer order, into a new temporary directory under
 // [WithTempDir], or into the [BlobCache] of [WithBlobCache], where blobs
-// already held are verified instead of downloaded. Each blob is checked
+// already held are verified instead of downloaded. A layer whose Compressed
+// method is called before its download started starts at once, beyond that
+// limit: a reader that takes the layers out of order (as a
+// [layerstream.Pipeline] does) never waits for a download slot. Each blob is checked
 // against its layer's digest and size as it is written, and can be read
 // while it downloads (see [Prefetcher.Layers]). Download progress
 // goes to [WithProgress]; a blob found in the cache reports one Complete
@@ -111,33 +124,65 @@ func Prefetch(ctx context.Context, img v1.Image, opts ...Option) (*Prefetcher, e
 		}
 	}
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(o.jobs)
+	p.g, p.gctx = errgroup.WithContext(ctx)
+	p.rep = rep
+	slots := make(chan struct{}, o.jobs)
 	go func() {
 		defer close(p.done)
-		for _, pl := range p.layers {
-			if pl.inPlace {
-				pl.reportInPlace(rep, len(p.layers))
-				pl.finish(gctx)
-				continue
+		for next := 0; ; next++ {
+			// A slot first, then the lowest layer no reader has claimed meanwhile.
+			slot := false
+			select {
+			case slots <- struct{}{}:
+				slot = true
+			case <-p.gctx.Done():
 			}
-			if gctx.Err() != nil {
-				pl.finish(gctx)
-				continue
+			p.mu.Lock()
+			for next < len(p.layers) && p.layers[next].claimed {
+				next++
 			}
-			g.Go(func() error {
-				err := pl.download(gctx, rep, len(p.layers))
-				pl.finish(gctx)
-				return err
-			})
+			if next == len(p.layers) {
+				p.mu.Unlock()
+				break
+			}
+			pl := p.layers[next]
+			pl.claimed = true
+			run := !pl.inPlace && p.gctx.Err() == nil
+			if run {
+				p.start(pl, slots)
+			}
+			p.mu.Unlock()
+			if !run {
+				if pl.inPlace {
+					pl.reportInPlace(rep, len(p.layers))
+				}
+				pl.finish(p.gctx)
+				if slot {
+					<-slots
+				}
+			}
 		}
-		g.Wait()
+		p.g.Wait()
 	}()
 	return p, nil
 }
 
+// start runs the download of pl, which was just claimed; it gives back a slot of slots
+// when it ends, unless slots is nil. p.mu is held.
+func (p *Prefetcher) start(pl *prefetchLayer, slots chan struct{}) {
+	p.g.Go(func() error {
+		err := pl.download(p.gctx, p.rep, len(p.layers))
+		pl.finish(p.gctx)
+		if slots != nil {
+			<-slots
+		}
+		return err
+	})
+}
+
 // Layers returns the image's layers in order. Each layer's Compressed method
-// waits until its blob's download has started (or is found in the cache) and
+// starts its blob's download if it has not started (see [Prefetch]), waits
+// until it has (or the blob is found in the cache), and
 // returns a reader of the blob's file that yields the bytes as they arrive:
 // it waits at the end of what has arrived, and returns io.EOF only once the
 // whole blob has arrived and matched its digest and size, or the download's
@@ -189,6 +234,7 @@ type prefetchLayer struct {
 	desc     v1.Descriptor
 	path     string // temporary file, without a cache
 	inPlace  bool   // a local blob, read through the source layer
+	claimed  bool   // its download was started or given up, or it was read in place; guarded by p.mu
 
 	// file is the blob's file, being written or complete; set by the
 	// download before started is closed, nil when the download failed
@@ -407,6 +453,7 @@ func (l *prefetchLayer) Compressed() (io.ReadCloser, error) {
 		}
 		return l.Layer.Compressed()
 	}
+	l.demand()
 	if err := l.wait(l.started); err != nil {
 		return nil, err
 	}
@@ -425,6 +472,22 @@ func (l *prefetchLayer) Compressed() (io.ReadCloser, error) {
 		return nil, fmt.Errorf("fetch layer %s: %w", l.desc.Digest, err)
 	}
 	return rc, nil
+}
+
+// demand starts the layer's download at once, beyond the limit of [WithJobs], when no
+// download has claimed it yet: a reader waits for it, so it must not queue behind layers
+// that nobody reads yet (a consumer that decodes a large layer early, as
+// [layerstream.Pipeline] does, would wait for the downloads of the smaller layers below
+// it). Downloads beyond the limit are thus at most one per waiting reader.
+func (l *prefetchLayer) demand() {
+	p := l.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l.claimed || p.gctx.Err() != nil {
+		return // a download runs, ran or is given up by the loop, which sees the end
+	}
+	l.claimed = true
+	p.start(l, nil)
 }
 
 // Uncompressed decompresses the blob as Compressed reads it.

@@ -82,6 +82,24 @@ func TestPrefetch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The layers are read once every download has ended: a layer read before its
+	// download started would start it beyond the limit (TestPrefetchDemand).
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := 0
+		for _, ev := range events {
+			if ev.Complete {
+				n++
+			}
+		}
+		mu.Unlock()
+		if n >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 5 downloads complete after a minute", n)
+		}
+	}
 	layers := p.Layers()
 	sameLayers(t, want, layers)
 	for i, l := range layers {
@@ -148,6 +166,102 @@ func TestPrefetch(t *testing.T) {
 	}
 	if _, err := layers[0].Compressed(); !errors.Is(err, ErrClosed) {
 		t.Errorf("Compressed after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestPrefetchDemand checks that a layer read before its download started
+// starts downloading at once instead of waiting for a slot: with one slot,
+// taken by layer 0 whose blob the registry holds back, reading layer 2 (as a
+// decoder taking the largest layer first does) must make its request.
+func TestPrefetchDemand(t *testing.T) {
+	isolateCredentials(t)
+	want := randomImage(t, 64<<10, 3, nil)
+	wl, err := want.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var digests []string
+	for _, l := range wl {
+		digests = append(digests, mustDigest(t, l).String())
+	}
+	hold := make(chan struct{})
+	var (
+		mu    sync.Mutex
+		order []int // layers whose blob was asked for, in order
+	)
+	asked := make(chan int, 16)
+	_, host := newRegistry(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			for i, d := range digests {
+				if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+d) {
+					mu.Lock()
+					order = append(order, i)
+					mu.Unlock()
+					asked <- i
+					if i == 0 {
+						<-hold
+					}
+				}
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(hold)
+		}
+	}
+	t.Cleanup(release) // before the server closes
+	push(t, host+"/d:1", want)
+	img, err := Image(ctxBG, host+"/d:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Prefetch(ctxBG, img, WithJobs(1), WithTempDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	waitAsked := func(want int) {
+		t.Helper()
+		select {
+		case i := <-asked:
+			if i != want {
+				t.Fatalf("blob of layer %d asked for, want layer %d", i, want)
+			}
+		case <-time.After(10 * time.Second): // bounds a wait that never ends on a failure
+			t.Fatalf("blob of layer %d not asked for", want)
+		}
+	}
+	waitAsked(0)
+	layers := p.Layers()
+	got := make(chan []byte, 1)
+	go func() {
+		rc, err := layers[2].Compressed()
+		if err != nil {
+			t.Error(err)
+			got <- nil
+			return
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- b
+	}()
+	waitAsked(2)
+	release()
+	if b := <-got; !bytes.Equal(b, readLayers(t, wl[2:])[0]) {
+		t.Error("layer 2 read while layer 0 was held differs from the source")
+	}
+	sameLayers(t, want, layers)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) != 3 || order[2] != 1 {
+		t.Errorf("blobs asked for in the order %v, want [0 2 1], each once", order)
 	}
 }
 
