@@ -9,55 +9,82 @@ import (
 	"time"
 )
 
-// TestStageFileWriteback checks that a staged output has its dirty pages handed to the
-// disk (sync_file_range) while fill is still writing it, on the file being written, and
-// that the output is complete once staged.
+// TestStageFileWriteback checks that a staged output is handed to the disk while fill is
+// still writing it, on the file being written: its writeback started (sync_file_range)
+// while it has grown by less than syncEvery since its last sync, and synced (fdatasync,
+// which also flushes the disk's write cache) once it has grown by more; and that the
+// output is complete once staged.
 func TestStageFileWriteback(t *testing.T) {
-	oldInterval, oldSync := writebackInterval, syncFileRange
-	t.Cleanup(func() { writebackInterval, syncFileRange = oldInterval, oldSync })
-	writebackInterval = time.Millisecond
-	var (
-		filling atomic.Bool
-		calls   atomic.Int64
-		wantFD  atomic.Int64
-		called  = make(chan struct{})
-	)
-	wantFD.Store(-1)
-	syncFileRange = func(fd int, off, n int64, flags int) error {
-		err := oldSync(fd, off, n, flags)
-		if err == nil && filling.Load() && int64(fd) == wantFD.Load() && calls.Add(1) == 1 {
-			close(called)
-		}
-		return err
-	}
-	out := filepath.Join(t.TempDir(), "out.img")
-	data := bytes.Repeat([]byte("img2ext4"), 1<<17) // 1 MiB
-	st, err := stageFile(out, "write image", func(f *os.File) error {
-		wantFD.Store(int64(f.Fd()))
-		filling.Store(true)
-		defer filling.Store(false)
-		if _, err := f.Write(data); err != nil {
-			return err
-		}
-		select {
-		case <-called:
-		case <-time.After(time.Minute): // a bound on a hang, not a timing check
-			t.Error("no writeback of the output while it was written")
-		}
-		_, err := f.Write(data)
-		return err
+	oldInterval, oldEvery, oldRange, oldSync := writebackInterval, syncEvery, syncFileRange, fdatasync
+	t.Cleanup(func() {
+		writebackInterval, syncEvery, syncFileRange, fdatasync = oldInterval, oldEvery, oldRange, oldSync
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.commit(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, append(data, data...)) {
-		t.Errorf("output has %d bytes, want the %d written", len(got), 2*len(data))
+	writebackInterval = time.Millisecond
+	data := bytes.Repeat([]byte("img2ext4"), 1<<17) // 1 MiB
+	for _, tc := range []struct {
+		name      string
+		every     int64
+		wantSyncs bool // fdatasync expected, else sync_file_range only
+	}{
+		{"grown past syncEvery", 512 << 10, true},
+		{"grown less", 1 << 40, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			syncEvery = tc.every
+			var (
+				filling       atomic.Bool
+				ranges, syncs atomic.Int64
+				wantFD        atomic.Int64
+				called        = make(chan struct{})
+			)
+			wantFD.Store(-1)
+			count := func(fd int, n *atomic.Int64, expected bool) {
+				if filling.Load() && int64(fd) == wantFD.Load() && n.Add(1) == 1 && expected {
+					close(called)
+				}
+			}
+			syncFileRange = func(fd int, off, n int64, flags int) error {
+				err := oldRange(fd, off, n, flags)
+				count(fd, &ranges, !tc.wantSyncs)
+				return err
+			}
+			fdatasync = func(fd int) error {
+				err := oldSync(fd)
+				count(fd, &syncs, tc.wantSyncs)
+				return err
+			}
+			out := filepath.Join(t.TempDir(), "out.img")
+			st, err := stageFile(out, "write image", func(f *os.File) error {
+				wantFD.Store(int64(f.Fd()))
+				filling.Store(true)
+				defer filling.Store(false)
+				if _, err := f.Write(data); err != nil {
+					return err
+				}
+				select {
+				case <-called:
+				case <-time.After(time.Minute): // a bound on a hang, not a timing check
+					t.Errorf("no writeback of the output while it was written (%d syncs, %d writebacks started)", syncs.Load(), ranges.Load())
+				}
+				_, err := f.Write(data)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.wantSyncs && syncs.Load() > 0 {
+				t.Errorf("%d syncs of an output grown by less than syncEvery", syncs.Load())
+			}
+			if err := st.commit(); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, append(data, data...)) {
+				t.Errorf("output has %d bytes, want the %d written", len(got), 2*len(data))
+			}
+		})
 	}
 }
