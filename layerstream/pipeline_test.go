@@ -296,3 +296,36 @@ func TestPipelineCloseWaitingBlob(t *testing.T) {
 		t.Fatal("Close still waiting after a minute for a layer whose blob never came")
 	}
 }
+
+// TestPipelineFarHalf: a layer taken out of order holds at most half the memory budget,
+// even with no disk to spool to, so that the layers read next keep the other half. Layer
+// 0's blob is held back until the largest layer has started, so that it is taken out of
+// order; the decoders then settle with nothing read, the largest layer waiting for the
+// reader at half the budget (without the cap it would hold all its 6 MiB).
+func TestPipelineFarHalf(t *testing.T) {
+	plains, layers, diffIDs := sizedLayers(8, 8, 48)
+	const memory, big = 8 << 20, 2
+	gate := make(chan struct{})
+	layers[0] = gatedLayer{layers[0], gate}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hung := time.AfterFunc(2*time.Minute, cancel)
+	defer hung.Stop()
+	p, err := layerstream.NewPipeline(ctx, layers, diffIDs,
+		layerstream.WithJobs(2), layerstream.WithMemory(memory), layerstream.WithDisk(0), layerstream.WithTempDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	order := layerstream.Started(p, 2)
+	close(gate)
+	if len(order) < 2 || order[1] != big {
+		t.Fatalf("layers started first: %v; want 0 and the largest, %d", order, big)
+	}
+	if far := layerstream.Settled(p, len(layers)); far > memory/2 {
+		t.Errorf("the layer taken out of order holds %d bytes in memory, more than half the budget (%d)", far, memory)
+	} else if far == 0 {
+		t.Errorf("the layer taken out of order holds nothing in memory; want up to half the budget")
+	}
+	readAll(t, ctx, p, plains)
+}
