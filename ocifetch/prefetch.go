@@ -508,9 +508,15 @@ func (l *prefetchLayer) Size() (int64, error) { return l.desc.Size, nil }
 // MediaType returns the layer's media type.
 func (l *prefetchLayer) MediaType() (types.MediaType, error) { return l.desc.MediaType, nil }
 
-// copyBufs holds the buffers downloads copy through.
+// copyBufs holds the buffers downloads copy through: a download reads the
+// body, hashes it and writes it to its file in pieces of up to this size.
+// With 1 MiB instead of 256 KiB, reading, hashing and writing the five blobs
+// of a 343 MiB image from a loopback registry took 0.36 s of CPU instead of
+// 0.51 s (fewer socket reads and pwrites, and a cheaper hash; 2 MiB gained
+// nothing more, 4 MiB cost more in the writes), for one MiB more per running
+// download.
 var copyBufs = sync.Pool{New: func() any {
-	b := make([]byte, 256<<10)
+	b := make([]byte, 1<<20)
 	return &b
 }}
 
