@@ -307,8 +307,8 @@ func (s *staged) discard() {
 }
 
 // stageFile writes the file out under a temporary name beside it: fill writes the
-// content, while it is synced in the background (startWriteback), then the file is
-// synced and made 0644. When fill or any of that fails, the
+// content, while it is synced in the background (startWriteback, whose failed sync fails
+// the output), then the file is synced and made 0644. When fill or any of that fails, the
 // temporary file is removed; a process killed on the way leaves only the temporary file,
 // which a later run removes.
 func stageFile(out, what string, fill func(f *os.File) error) (*staged, error) {
@@ -325,7 +325,9 @@ func stageFile(out, what string, fill func(f *os.File) error) (*staged, error) {
 	unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) // released when this process ends
 	stop := startWriteback(f)
 	err = fill(f)
-	stop()
+	if werr := stop(); err == nil && werr != nil {
+		err = fmt.Errorf("%s %s: %w", what, out, werr)
+	}
 	if err != nil {
 		f.Close()
 		os.Remove(tmp)

@@ -31,16 +31,25 @@ var (
 // enough where the disk has a volatile write cache, as a virtual disk often has: the host
 // buffers what it is sent, and the final fsync's one cache flush waited for all of it
 // (a 1 GB image: 0.3-0.6 s of fsync). Syncing on every tick instead cost more than it
-// saved on one core (each sync takes the disk's cache flush and a journal commit). It is
-// best effort: errors are left to the final fsync, which reports them. The returned stop
-// ends it and returns once no call is running; call it before f is synced or closed.
-// Writing f concurrently with the calls is safe.
-func startWriteback(f *os.File) (stop func()) {
+// saved on one core (each sync takes the disk's cache flush and a journal commit).
+//
+// Growth is read from st_blocks (the data written, delayed allocations included), so
+// rewriting blocks f already holds counts for nothing: such writes are left to the
+// sync_file_range ticks and the final fsync.
+//
+// A sync's error is kept and returned by stop, and no sync follows it: Linux reports a
+// writeback error once to each open file, so the final fsync on f would not see an error
+// that a sync here took. sync_file_range takes none (it does not wait). The returned stop
+// ends the writeback and returns once no call is running; call it before f is synced or
+// closed, and treat its error as a failed write of f. Writing f concurrently with the
+// calls is safe.
+func startWriteback(f *os.File) (stop func() error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
-		return func() {}
+		return func() error { return nil }
 	}
 	done, exited := make(chan struct{}), make(chan struct{})
+	var serr error // the first sync's error; read by stop once the goroutine has exited
 	go func() {
 		defer close(exited)
 		t := time.NewTicker(writebackInterval)
@@ -52,11 +61,12 @@ func startWriteback(f *os.File) (stop func()) {
 				return
 			case <-t.C:
 				rc.Control(func(fd uintptr) {
-					// st_blocks counts the data written, delayed allocations included.
 					var st unix.Stat_t
-					if unix.Fstat(int(fd), &st) == nil && st.Blocks*512 >= synced+syncEvery {
+					if serr == nil && unix.Fstat(int(fd), &st) == nil && st.Blocks*512 >= synced+syncEvery {
 						synced = st.Blocks * 512
-						fdatasync(int(fd))
+						if err := fdatasync(int(fd)); err != nil {
+							serr = &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
+						}
 						return
 					}
 					syncFileRange(int(fd), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
@@ -64,8 +74,9 @@ func startWriteback(f *os.File) (stop func()) {
 			}
 		}
 	}()
-	return func() {
+	return func() error {
 		close(done)
 		<-exited
+		return serr
 	}
 }

@@ -2,6 +2,7 @@ package img2ext4
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -12,8 +13,8 @@ import (
 // TestStageFileWriteback checks that a staged output is handed to the disk while fill is
 // still writing it, on the file being written: its writeback started (sync_file_range)
 // while it has grown by less than syncEvery since its last sync, and synced (fdatasync,
-// which also flushes the disk's write cache) once it has grown by more; and that the
-// output is complete once staged.
+// which also flushes the disk's write cache) once it has grown by more, and not again
+// before it grows again; and that the output is complete once staged.
 func TestStageFileWriteback(t *testing.T) {
 	oldInterval, oldEvery, oldRange, oldSync := writebackInterval, syncEvery, syncFileRange, fdatasync
 	t.Cleanup(func() {
@@ -66,6 +67,16 @@ func TestStageFileWriteback(t *testing.T) {
 				case <-time.After(time.Minute): // a bound on a hang, not a timing check
 					t.Errorf("no writeback of the output while it was written (%d syncs, %d writebacks started)", syncs.Load(), ranges.Load())
 				}
+				if tc.wantSyncs {
+					// Not grown since: the next ticks only start the writeback.
+					r0 := ranges.Load()
+					for end := time.Now().Add(time.Minute); ranges.Load() < r0+2 && time.Now().Before(end); {
+						time.Sleep(time.Millisecond)
+					}
+					if n := syncs.Load(); n != 1 {
+						t.Errorf("%d syncs of an output that grew past syncEvery once, want 1", n)
+					}
+				}
 				_, err := f.Write(data)
 				return err
 			})
@@ -86,5 +97,43 @@ func TestStageFileWriteback(t *testing.T) {
 				t.Errorf("output has %d bytes, want the %d written", len(got), 2*len(data))
 			}
 		})
+	}
+}
+
+// TestStageFileWritebackError checks that a sync of the background writeback that fails
+// fails the staged output: Linux reports a writeback error once per open file, so the
+// final fsync would not see it again, and the output would be published as if it were
+// whole.
+func TestStageFileWritebackError(t *testing.T) {
+	oldInterval, oldEvery, oldSync := writebackInterval, syncEvery, fdatasync
+	t.Cleanup(func() { writebackInterval, syncEvery, fdatasync = oldInterval, oldEvery, oldSync })
+	writebackInterval, syncEvery = time.Millisecond, 4096
+	eio := errors.New("input/output error (injected)")
+	failed := make(chan struct{})
+	var once atomic.Bool
+	fdatasync = func(int) error {
+		if once.CompareAndSwap(false, true) {
+			close(failed)
+		}
+		return eio
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.img")
+	_, err := stageFile(out, "write image", func(f *os.File) error {
+		if _, err := f.Write(bytes.Repeat([]byte{1}, 1<<20)); err != nil {
+			return err
+		}
+		select {
+		case <-failed:
+		case <-time.After(time.Minute): // a bound on a hang, not a timing check
+			t.Error("no sync of the output while it was written")
+		}
+		return nil
+	})
+	if !errors.Is(err, eio) {
+		t.Fatalf("stageFile after a failed sync: %v, want the sync's error", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left behind after a failed sync: %v", ents)
 	}
 }
