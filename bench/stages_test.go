@@ -148,10 +148,54 @@ func genLayer(tb testing.TB) layerData {
 	return layer
 }
 
+var (
+	dirLayerOnce sync.Once
+	dirLayer     layerData
+)
+
+// genDirLayer returns a layer of one directory of 60,000 empty files, the third layer of
+// the edge shape (bench/build-shapes.sh): what applying an entry costs without a body.
+func genDirLayer(tb testing.TB) layerData {
+	tb.Helper()
+	dirLayerOnce.Do(func() {
+		const n = 60000
+		mtime := time.Date(2025, 5, 20, 0, 0, 0, 0, time.UTC)
+		var raw bytes.Buffer
+		tw := tar.NewWriter(&raw)
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "many/", Mode: 0o755, ModTime: mtime}); err != nil {
+			panic(err)
+		}
+		for i := range n {
+			h := &tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("many/file-%06d", i), Mode: 0o644, ModTime: mtime}
+			if err := tw.WriteHeader(h); err != nil {
+				panic(err)
+			}
+		}
+		if err := tw.Close(); err != nil {
+			panic(err)
+		}
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		if _, err := zw.Write(raw.Bytes()); err != nil {
+			panic(err)
+		}
+		if err := zw.Close(); err != nil {
+			panic(err)
+		}
+		dirLayer = layerData{tar: raw.Bytes(), gz: gz.Bytes(), entries: n + 1}
+	})
+	return dirLayer
+}
+
 // genImage returns a one-layer image over the generated layer.
 func genImage(tb testing.TB) v1.Image {
 	tb.Helper()
-	l := genLayer(tb)
+	return imageOf(tb, genLayer(tb))
+}
+
+// imageOf returns a one-layer image over l.
+func imageOf(tb testing.TB, l layerData) v1.Image {
+	tb.Helper()
 	lay, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(l.gz)), nil
 	}, tarball.WithMediaType(types.OCILayer))
@@ -330,8 +374,17 @@ func BenchmarkApplyTarSink(b *testing.B) {
 // between the decompressor's output and pwrite (counted at each copy, spool files
 // included), per uncompressed byte of the layer.
 func BenchmarkApplyExt4Sink(b *testing.B) {
-	l := genLayer(b)
-	img := genImage(b)
+	benchApplyExt4(b, genLayer(b))
+}
+
+// BenchmarkApplyExt4SinkEntries is BenchmarkApplyExt4Sink on a layer of 60,000 empty files
+// in one directory (genDirLayer): the cost of an entry alone, Close included.
+func BenchmarkApplyExt4SinkEntries(b *testing.B) {
+	benchApplyExt4(b, genDirLayer(b))
+}
+
+func benchApplyExt4(b *testing.B, l layerData) {
+	img := imageOf(b, l)
 	tmp := b.TempDir()
 	ctx := context.Background()
 	report(b, l)
