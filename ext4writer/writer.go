@@ -109,6 +109,7 @@ type Writer struct {
 	ninodes uint64 // live inodes besides the root
 	nextNum uint64 // the next inode number to give
 	alloc   allocator
+	arenas  arenas // inodes, names and first extents of entries
 
 	cur       *inode
 	curName   string
@@ -356,37 +357,40 @@ func (w *Writer) Create(name string, f *File) error {
 	if err != nil {
 		return opErr("create", name, err)
 	}
-	in := &inode{nlink: 1}
+	// The new inode takes its slot once it is known to go into the tree.
+	nw := inode{nlink: 1}
 	switch mode & disk.SIFMT {
 	case disk.SIFREG:
 		if f.Size < 0 || f.Size > maxFileSize {
 			return opErr("create", name, fmt.Errorf("%w: size %d", ErrInvalidFile, f.Size))
 		}
-		in.size = f.Size
+		nw.size = f.Size
 	case disk.SIFLNK:
 		if len(f.Linkname) == 0 || len(f.Linkname) > maxSymlink || strings.IndexByte(f.Linkname, 0) >= 0 {
 			return opErr("create", name, fmt.Errorf("%w: symlink target length %d", ErrInvalidFile, len(f.Linkname)))
 		}
-		in.link = f.Linkname
-		in.size = int64(len(f.Linkname))
+		nw.link = f.Linkname
+		nw.size = int64(len(f.Linkname))
 	case disk.SIFCHR, disk.SIFBLK:
 		if f.Devmajor >= 1<<20 || f.Devminor >= 1<<20 {
 			return opErr("create", name, fmt.Errorf("%w: device %d:%d", ErrInvalidFile, f.Devmajor, f.Devminor))
 		}
-		in.major, in.minor = f.Devmajor, f.Devminor
+		nw.major, nw.minor = f.Devmajor, f.Devminor
 	}
-	if err := in.setMeta(f, mode); err != nil {
+	if err := nw.setMeta(f, mode); err != nil {
 		return opErr("create", name, err)
 	}
 	if old := parent.dir.children[base]; old != nil {
 		if old.dir != nil && mode&disk.SIFMT == disk.SIFDIR {
-			old.mode, old.uid, old.gid = in.mode, in.uid, in.gid
-			old.atime, old.mtime, old.ctime, old.crtime = in.atime, in.mtime, in.ctime, in.crtime
-			old.xattrs = in.xattrs
+			old.mode, old.uid, old.gid = nw.mode, nw.uid, nw.gid
+			old.atime, old.mtime, old.ctime, old.crtime = nw.atime, nw.mtime, nw.ctime, nw.crtime
+			old.xattrs = nw.xattrs
 			return nil
 		}
 		w.unlink(parent, base)
 	}
+	in := w.arenas.inode()
+	*in = nw
 	if mode&disk.SIFMT == disk.SIFDIR {
 		in.nlink = 2
 		in.dir = &dirInfo{parent: parent, children: map[string]*inode{}}
@@ -403,7 +407,7 @@ func (w *Writer) Create(name string, f *File) error {
 		}
 	}
 	in.num = w.newNum()
-	parent.dir.children[strings.Clone(base)] = in
+	parent.dir.children[w.arenas.name(base)] = in
 	w.ninodes++
 	if mode&disk.SIFMT == disk.SIFREG && in.size > 0 {
 		w.cur, w.curName, w.remaining, w.lblk, w.blkN = in, name, in.size, 0, 0
@@ -581,7 +585,7 @@ func (w *Writer) Link(oldname, newname string) error {
 		return opErr("link", newname, ErrTooManyLinks)
 	}
 	op.nlink++
-	parent.dir.children[strings.Clone(base)] = op
+	parent.dir.children[w.arenas.name(base)] = op
 	return nil
 }
 
@@ -789,6 +793,9 @@ func (w *Writer) writeBlocks(p []byte) error {
 			if err := w.writeData(p[i*blockSize:(i+cnt)*blockSize], start); err != nil {
 				w.err = opErr("write", w.curName, err)
 				return w.err
+			}
+			if w.cur.ext == nil {
+				w.cur.ext = w.arenas.extent()
 			}
 			w.cur.addExtent(w.lblk+i, start, cnt)
 			i += cnt
