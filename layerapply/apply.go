@@ -449,7 +449,11 @@ func (a *applier) link(hdr *tar.Header, final bool) error {
 	}
 	var target *node
 	if lparent != nil {
-		target = a.childOf(lparent, lbase, "")
+		full := "" // lname when it was reached without symbolic links: childOf need not build it
+		if lparent.at(strings.TrimSuffix(ldir, "/")) {
+			full = lname
+		}
+		target = a.childOf(lparent, lbase, full)
 	}
 	if target == nil {
 		if !final {
@@ -481,7 +485,9 @@ func (a *applier) link(hdr *tar.Header, final bool) error {
 	if err != nil {
 		return err
 	}
-	h.Linkname = target.path()
+	if h.Linkname = lname; !target.at(lname) {
+		h.Linkname = target.path()
+	}
 	if old != nil {
 		if err := a.sink.Whiteout(full); err != nil {
 			return err
