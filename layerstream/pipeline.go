@@ -286,8 +286,9 @@ func (p *Pipeline) pick(inOrder bool) int {
 }
 
 // openCompressed returns pl's compressed reader, or the Pipeline's error once it is
-// cancelled or closed: Compressed may wait for its blob's download to start (a layer
-// taken out of order waits for those below it), and Close must not wait for that. A
+// cancelled or closed: Compressed may wait for its blob's download to start (an
+// ocifetch.Prefetcher starts it at once, but another source may queue it behind the
+// layers below it), and Close must not wait for that. A
 // reader that comes after the cancellation is closed when it comes.
 func (p *Pipeline) openCompressed(pl *pipeLayer) (io.ReadCloser, error) {
 	type opened struct {

@@ -38,10 +38,13 @@ type Prefetcher struct {
 	// jobs at a time, or at once by a reader waiting for it (see [prefetchLayer.demand]).
 	// A download is added to g under mu as it is claimed, so that once the loop finds
 	// every layer claimed, g.Wait waits for all of them.
-	g    *errgroup.Group
-	gctx context.Context
-	rep  *reporter
-	mu   sync.Mutex
+	g       *errgroup.Group
+	gctx    context.Context
+	rep     *reporter
+	mu      sync.Mutex
+	jobs    int           // the WithJobs limit
+	running int           // downloads that count against jobs; guarded by mu
+	freed   chan struct{} // signalled (without blocking) when running drops
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -53,8 +56,8 @@ type Prefetcher struct {
 // [WithTempDir], or into the [BlobCache] of [WithBlobCache], where blobs
 // already held are verified instead of downloaded. A layer whose Compressed
 // method is called before its download started starts at once, beyond that
-// limit: a reader that takes the layers out of order (as a
-// [layerstream.Pipeline] does) never waits for a download slot. Each blob is checked
+// limit if every slot is taken: a reader that takes the layers out of order
+// (as a [layerstream.Pipeline] does) never waits for a download slot. Each blob is checked
 // against its layer's digest and size as it is written, and can be read
 // while it downloads (see [Prefetcher.Layers]). Download progress
 // goes to [WithProgress]; a blob found in the cache reports one Complete
@@ -126,18 +129,22 @@ func Prefetch(ctx context.Context, img v1.Image, opts ...Option) (*Prefetcher, e
 
 	p.g, p.gctx = errgroup.WithContext(ctx)
 	p.rep = rep
-	slots := make(chan struct{}, o.jobs)
+	p.jobs, p.freed = o.jobs, make(chan struct{}, 1)
 	go func() {
 		defer close(p.done)
 		for next := 0; ; next++ {
-			// A slot first, then the lowest layer no reader has claimed meanwhile.
-			slot := false
-			select {
-			case slots <- struct{}{}:
-				slot = true
-			case <-p.gctx.Done():
-			}
+			// A free slot (or the end), then the lowest layer no reader has claimed
+			// meanwhile, under one hold of mu: a reader's demand sees either the
+			// slot free or the layer claimed.
 			p.mu.Lock()
+			for p.running >= p.jobs && p.gctx.Err() == nil {
+				p.mu.Unlock()
+				select {
+				case <-p.freed:
+				case <-p.gctx.Done():
+				}
+				p.mu.Lock()
+			}
 			for next < len(p.layers) && p.layers[next].claimed {
 				next++
 			}
@@ -149,7 +156,7 @@ func Prefetch(ctx context.Context, img v1.Image, opts ...Option) (*Prefetcher, e
 			pl.claimed = true
 			run := !pl.inPlace && p.gctx.Err() == nil
 			if run {
-				p.start(pl, slots)
+				p.start(pl)
 			}
 			p.mu.Unlock()
 			if !run {
@@ -157,9 +164,6 @@ func Prefetch(ctx context.Context, img v1.Image, opts ...Option) (*Prefetcher, e
 					pl.reportInPlace(rep, len(p.layers))
 				}
 				pl.finish(p.gctx)
-				if slot {
-					<-slots
-				}
 			}
 		}
 		p.g.Wait()
@@ -167,15 +171,21 @@ func Prefetch(ctx context.Context, img v1.Image, opts ...Option) (*Prefetcher, e
 	return p, nil
 }
 
-// start runs the download of pl, which was just claimed; it gives back a slot of slots
-// when it ends, unless slots is nil. p.mu is held.
-func (p *Prefetcher) start(pl *prefetchLayer, slots chan struct{}) {
+// start runs the download of pl, which was just claimed, counting it against the limit
+// of WithJobs; it gives its slot back when it ends, before its readers learn that it ended
+// (a reader that goes on to the next layer then finds the slot free). p.mu is held.
+func (p *Prefetcher) start(pl *prefetchLayer) {
+	p.running++
 	p.g.Go(func() error {
 		err := pl.download(p.gctx, p.rep, len(p.layers))
-		pl.finish(p.gctx)
-		if slots != nil {
-			<-slots
+		p.mu.Lock()
+		p.running--
+		p.mu.Unlock()
+		select {
+		case p.freed <- struct{}{}:
+		default: // a signal is pending already
 		}
+		pl.finish(p.gctx)
 		return err
 	})
 }
@@ -474,11 +484,14 @@ func (l *prefetchLayer) Compressed() (io.ReadCloser, error) {
 	return rc, nil
 }
 
-// demand starts the layer's download at once, beyond the limit of [WithJobs], when no
-// download has claimed it yet: a reader waits for it, so it must not queue behind layers
-// that nobody reads yet (a consumer that decodes a large layer early, as
-// [layerstream.Pipeline] does, would wait for the downloads of the smaller layers below
-// it). Downloads beyond the limit are thus at most one per waiting reader.
+// demand starts the layer's download at once when no download has claimed it yet, in a
+// free slot of [WithJobs] if there is one and beyond the limit if every slot is taken. A
+// reader waits for it, so it must not queue behind layers that nobody reads yet (a
+// consumer that decodes a large layer early, as [layerstream.Pipeline] does, would wait
+// for the downloads of the smaller layers below it). A download beyond the limit counts
+// against it too: the loop starts no other until fewer than WithJobs run. So downloads go
+// beyond the limit only for layers read ahead of the loop's order while every slot is
+// busy, one for each such reader.
 func (l *prefetchLayer) demand() {
 	p := l.p
 	p.mu.Lock()
@@ -487,7 +500,7 @@ func (l *prefetchLayer) demand() {
 		return // a download runs, ran or is given up by the loop, which sees the end
 	}
 	l.claimed = true
-	p.start(l, nil)
+	p.start(l)
 }
 
 // Uncompressed decompresses the blob as Compressed reads it.
@@ -513,7 +526,7 @@ func (l *prefetchLayer) MediaType() (types.MediaType, error) { return l.desc.Med
 // With 1 MiB instead of 256 KiB, reading, hashing and writing the five blobs
 // of a 343 MiB image from a loopback registry took 0.36 s of CPU instead of
 // 0.51 s (fewer socket reads and pwrites, and a cheaper hash; 2 MiB gained
-// nothing more, 4 MiB cost more in the writes), for one MiB more per running
+// nothing more, 4 MiB cost more in the writes), for 768 KiB more per running
 // download.
 var copyBufs = sync.Pool{New: func() any {
 	b := make([]byte, 1<<20)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -237,24 +238,28 @@ func TestPrefetchDemand(t *testing.T) {
 	}
 	waitAsked(0)
 	layers := p.Layers()
-	got := make(chan []byte, 1)
+	// The reader reports through got only, never through t: it may outlive a test that
+	// failed first.
+	type read struct {
+		b   []byte
+		err error
+	}
+	got := make(chan read, 1)
 	go func() {
 		rc, err := layers[2].Compressed()
 		if err != nil {
-			t.Error(err)
-			got <- nil
+			got <- read{err: err}
 			return
 		}
 		defer rc.Close()
 		b, err := io.ReadAll(rc)
-		if err != nil {
-			t.Error(err)
-		}
-		got <- b
+		got <- read{b, err}
 	}()
 	waitAsked(2)
 	release()
-	if b := <-got; !bytes.Equal(b, readLayers(t, wl[2:])[0]) {
+	if r := <-got; r.err != nil {
+		t.Errorf("layer 2 read while layer 0 was held: %v", r.err)
+	} else if !bytes.Equal(r.b, readLayers(t, wl[2:])[0]) {
 		t.Error("layer 2 read while layer 0 was held differs from the source")
 	}
 	sameLayers(t, want, layers)
@@ -262,6 +267,44 @@ func TestPrefetchDemand(t *testing.T) {
 	defer mu.Unlock()
 	if len(order) != 3 || order[2] != 1 {
 		t.Errorf("blobs asked for in the order %v, want [0 2 1], each once", order)
+	}
+}
+
+// TestPrefetchInOrderLimit checks that a reader that takes the layers in order and keeps
+// up with the downloads never makes them exceed WithJobs: a download gives its slot back
+// before its reader learns that it ended, so the reader's next layer starts in that slot
+// (from the reader or from the loop), not beyond the limit beside the loop's next one.
+func TestPrefetchInOrderLimit(t *testing.T) {
+	isolateCredentials(t)
+	var cur, peak atomic.Int32
+	want := randomImage(t, 32<<10, 8, nil)
+	// A blob GET counts from its arrival until its response is ready: the response is
+	// made in memory and sent after the count drops, so that a download the client has
+	// ended never counts beside the next one.
+	_, host := newRegistry(t, func(h http.Handler) http.Handler {
+		count := countBlobs(&cur, &peak)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rec := httptest.NewRecorder()
+			count(h).ServeHTTP(rec, r)
+			maps.Copy(w.Header(), rec.Header())
+			w.WriteHeader(rec.Code)
+			w.Write(rec.Body.Bytes())
+		})
+	})
+	push(t, host+"/o:1", want)
+	img, err := Image(ctxBG, host+"/o:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peak.Store(0) // the config fetch does not count
+	p, err := Prefetch(ctxBG, img, WithJobs(1), WithTempDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	sameLayers(t, want, p.Layers())
+	if got := peak.Load(); got != 1 {
+		t.Errorf("peak parallel blob downloads %d with WithJobs(1) and a reader in layer order, want 1", got)
 	}
 }
 

@@ -127,7 +127,7 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.BoolVar(&c.passwordStdin, "password-stdin", false, "read the registry password from standard input")
 	fs.BoolVar(&c.insecure, "insecure", false, "allow plain HTTP and unverified TLS for non-loopback registries")
 	fs.StringVar(&c.registryCA, "registry-ca", "", "PEM `FILE` with extra CA certificates for the registry")
-	fs.IntVar(&c.jobs, "jobs", 0, "layers to download and to decompress in parallel `N`, 1 to 64 (default: 4 downloads, decompression on every core)")
+	fs.IntVar(&c.jobs, "jobs", 0, "layers to download and to decompress in parallel `N`, 1 to 64 (default: 4 downloads, decompression on every core; a layer decompressed ahead of the download order may add a download)")
 	fs.IntVar(&c.retries, "retries", ocifetch.DefaultRetries, "retry a failed registry request up to `N` times in a row (0 to 100)")
 	fs.DurationVar(&c.retryMaxTime, "retry-max-time", ocifetch.DefaultRetryMaxTime, "give up on a registry request that keeps failing for longer than `DURATION`")
 	addLimitFlags(fs, &c.limits)
