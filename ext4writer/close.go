@@ -591,6 +591,11 @@ func (w *Writer) Close() error {
 	return nil
 }
 
+// itPiece is how many inodes of a table writeMeta writes at once: 1 MiB, a whole number
+// of blocks, so that the buffer stays small and warm instead of a group's whole table
+// (3.7 MiB for 15,008 inodes) being allocated and cleared.
+const itPiece = 4096
+
 func (w *Writer) writeMeta(l *layout) error {
 	o := w.o
 	csum := !o.legacy
@@ -707,38 +712,42 @@ func (w *Writer) writeMeta(l *layout) error {
 		if last == 0 {
 			continue
 		}
-		n := int(last-first+1) * disk.InodeSize
-		if cap(tbl) < n {
-			tbl = make([]byte, n)
-		}
-		buf := tbl[:n]
-		clear(buf)
-		for ino := first; ino <= last; ino++ {
-			b := buf[int(ino-first)*disk.InodeSize:]
-			var di disk.Inode
-			in := l.inodes[ino]
-			switch {
-			case ino == disk.JournalIno && l.journal != nil:
-				di = jb
-				di.Mode = l.journal.mode
-				di.Links = 1
-				di.Size = uint64(l.journal.size)
-				di.Flags = disk.FlagExtents
-				di.Blocks = uint64(len(l.journal.tree))*8 + uint64(l.journal.size)/512
-			case in == nil:
-				// reserved inode: empty
-			default:
-				if err := w.encodeInode(in, &di, fsSeed, csum); err != nil {
-					return err
-				}
-				if in.dir != nil {
-					usedDirs[grp]++
-				}
+		// in pieces of at most itPiece inodes, through one buffer
+		for lo := first; lo <= last; lo += itPiece {
+			hi := min(last, lo+itPiece-1)
+			n := int(hi-lo+1) * disk.InodeSize
+			if cap(tbl) < n {
+				tbl = make([]byte, n)
 			}
-			di.Marshal(b, uint32(ino), fsSeed, csum)
-		}
-		if err := w.writeAt(buf, l.it[grp]); err != nil {
-			return err
+			buf := tbl[:n]
+			clear(buf)
+			for ino := lo; ino <= hi; ino++ {
+				b := buf[int(ino-lo)*disk.InodeSize:]
+				var di disk.Inode
+				in := l.inodes[ino]
+				switch {
+				case ino == disk.JournalIno && l.journal != nil:
+					di = jb
+					di.Mode = l.journal.mode
+					di.Links = 1
+					di.Size = uint64(l.journal.size)
+					di.Flags = disk.FlagExtents
+					di.Blocks = uint64(len(l.journal.tree))*8 + uint64(l.journal.size)/512
+				case in == nil:
+					// reserved inode: empty
+				default:
+					if err := w.encodeInode(in, &di, fsSeed, csum); err != nil {
+						return err
+					}
+					if in.dir != nil {
+						usedDirs[grp]++
+					}
+				}
+				di.Marshal(b, uint32(ino), fsSeed, csum)
+			}
+			if err := w.writeAt(buf, l.it[grp]+(lo-first)*disk.InodeSize/blockSize); err != nil {
+				return err
+			}
 		}
 	}
 
