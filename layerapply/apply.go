@@ -101,7 +101,7 @@ func (m *Merger) Apply(ctx context.Context, img v1.Image) error {
 			return err
 		}
 		err := a.applyLayer(m.layers, len(layers), pl, i)
-		a.fresh, a.freshIn = nil, nil // the next layer sees this one's leaves as lower
+		a.fresh.reset() // the next layer sees this one's leaves as lower
 		if err != nil {
 			return err
 		}
@@ -158,10 +158,9 @@ type applier struct {
 	entries  int64
 	bytes    int64
 
-	buf     []byte
-	leaves  leafIndex       // the sink, when it indexes leaves itself
-	fresh   map[string]bool // leaves this layer wrote, with a leaf index
-	freshIn map[*node]int   // how many of them each directory holds
+	buf    []byte
+	leaves leafIndex // the sink, when it indexes leaves itself
+	fresh  freshSet  // leaves this layer wrote, with a leaf index
 
 	src    tarSource  // under the layer's tar.Reader, for sparse entries
 	sparse sparseBody // the body of the current sparse entry
@@ -542,7 +541,7 @@ func (a *applier) opaque(dir string) error {
 	if !d.isDir() || (a.leaves == nil && len(d.kids()) == 0) {
 		return nil
 	}
-	upper := a.freshIn[d] > 0
+	upper := a.fresh.count(d) > 0
 	for _, c := range d.kids() {
 		if int(c.upper) >= a.layer {
 			upper = true
