@@ -306,18 +306,16 @@ func (l *layout) allocTree(in *inode, take func(uint64) ([]uint64, error)) error
 func (w *Writer) finish() (*layout, error) {
 	if lf := w.root.dir.children["lost+found"]; lf == nil {
 		w.root.dir.children["lost+found"] = &inode{mode: disk.SIFDIR | 0o700, nlink: 2, dir: &dirInfo{parent: w.root, children: map[string]*inode{}}, num: w.newNum()}
+		w.root.dir.layout = nil
 		w.root.dir.nsub++
 		w.ninodes++
 	}
 	if w.nextNum > 1<<32 {
 		return nil, opErr("close", "", ErrTooManyInodes)
 	}
+	// A directory's layout depends only on its children (see dirInfo.layout): the ones a
+	// MinSize before laid out and that have not changed since are not laid out again.
 	inodes := w.number()
-	for _, in := range inodes {
-		if in != nil && in.dir != nil {
-			in.dir.layout = nil
-		}
-	}
 	used := uint64(len(inodes) - 1)
 	if used > 1<<32-1 {
 		return nil, opErr("close", "", ErrTooManyInodes)

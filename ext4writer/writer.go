@@ -79,7 +79,10 @@ type dirInfo struct {
 	parent   *inode
 	children map[string]*inode
 	nsub     uint32
-	layout   *dirLayout // set while laying out
+	// layout is set while laying out and kept until children changes (it depends on the
+	// names and the inodes they point to, not on the image's geometry or the inodes'
+	// numbers): whatever adds or removes a child sets it to nil.
+	layout *dirLayout
 }
 
 // Writer writes an ext4 filesystem image in one pass. File bodies go
@@ -408,6 +411,7 @@ func (w *Writer) Create(name string, f *File) error {
 	}
 	in.num = w.newNum()
 	parent.dir.children[w.arenas.name(base)] = in
+	parent.dir.layout = nil
 	w.ninodes++
 	if mode&disk.SIFMT == disk.SIFREG && in.size > 0 {
 		w.cur, w.curName, w.remaining, w.lblk, w.blkN = in, name, in.size, 0, 0
@@ -493,6 +497,7 @@ func (w *Writer) unlink(parent *inode, base string) {
 	}
 	in := parent.dir.children[base]
 	delete(parent.dir.children, base)
+	parent.dir.layout = nil
 	if in.dir != nil {
 		parent.dir.nsub--
 		for name := range in.dir.children {
@@ -586,6 +591,7 @@ func (w *Writer) Link(oldname, newname string) error {
 	}
 	op.nlink++
 	parent.dir.children[w.arenas.name(base)] = op
+	parent.dir.layout = nil
 	return nil
 }
 
