@@ -15,7 +15,8 @@
 // are punched in a regular file, a destination implementing
 // [ZeroRanger] (a block device) is asked to zero them, any other gets
 // zeros written. The writer keeps only metadata
-// in memory (a few hundred bytes per inode, no file data), so it also
+// in memory (a few hundred bytes per inode, no file data; the slots of
+// removed entries stay until the writer goes, see arena.go), so it also
 // serves as the merged tree of a layer applier.
 //
 // [Writer.Close] lays out and writes the metadata: inode tables,

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"flag"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,6 +88,59 @@ func TestDeterministic(t *testing.T) {
 	}
 	if !bytes.Equal(a, c) {
 		t.Error("calling MinSize changed the image")
+	}
+}
+
+// TestMinSizeThenChange checks that a directory changed after MinSize laid it out is laid
+// out again by Close: children removed, added, replaced and linked after a MinSize give the
+// image that the same calls give without it, byte for byte.
+func TestMinSizeThenChange(t *testing.T) {
+	type op func(w *Writer) error
+	create := func(name string, f File) op { return func(w *Writer) error { return w.Create(name, &f) } }
+	remove := func(name string) op { return func(w *Writer) error { return w.Remove(name) } }
+	link := func(old, name string) op { return func(w *Writer) error { return w.Link(old, name) } }
+	file := File{Mode: 0o644}
+	// Each kind of change is the last to touch a directory of its own.
+	ops := []op{
+		create("r", File{Mode: fs.ModeDir | 0o755}), // removals
+		create("r/a", file), create("r/b", file), create("r/s", File{Mode: fs.ModeDir | 0o755}),
+		create("l", File{Mode: fs.ModeDir | 0o755}), // links
+		create("l/a", file),
+		create("c", File{Mode: fs.ModeDir | 0o755}), // additions and replacements
+		create("c/a", file),
+		remove("r/a"),
+		link("l/a", "l/b"),
+		create("c/a", File{Mode: fs.ModeSymlink | 0o777, Linkname: "b"}),
+		create("c/d", file),
+		remove("r/s"),
+		link("c/d", "l/c"),
+	}
+	build := func(probeAfter int) []byte {
+		var b writerAtBuf
+		w, err := New(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, o := range ops {
+			if err := o(w); err != nil {
+				t.Fatal(err)
+			}
+			if i == probeAfter {
+				if _, err := w.MinSize(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return b.b
+	}
+	want := build(-1)
+	for _, i := range []int{7, 10} { // a MinSize once the directories hold children, and midway
+		if got := build(i); !bytes.Equal(got, want) {
+			t.Errorf("MinSize after call %d changed the image", i)
+		}
 	}
 }
 

@@ -80,8 +80,11 @@ type dirInfo struct {
 	children map[string]*inode
 	nsub     uint32
 	// layout is set while laying out and kept until children changes (it depends on the
-	// names and the inodes they point to, not on the image's geometry or the inodes'
-	// numbers): whatever adds or removes a child sets it to nil.
+	// names and the inodes they point to, on whether the directory is lost+found, which
+	// no directory becomes or stops being, and on options fixed by New; not on the
+	// image's geometry or the inodes' numbers, read when it is written): whatever adds or
+	// removes a child sets it to nil. Close's writeMeta drops its entry list once
+	// written; a closed Writer lays out nothing again.
 	layout *dirLayout
 }
 

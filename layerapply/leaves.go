@@ -138,9 +138,10 @@ func (a *applier) childNames(d *node) ([]string, error) {
 
 // freshSet holds the leaves the current layer wrote, with a leaf index: their clean names
 // and how many each directory holds. Few layers ask about them (only an entry replacing a
-// leaf, or a whiteout or opaque marker meeting one, does), so a leaf is queued as it comes
-// and the queue is hashed into the maps when a question comes: a layer of new files
-// (60,000 of them on the edge image) hashes none of its names a second time.
+// leaf, a whiteout or opaque marker meeting one, or a hard link looking up its target,
+// does), so a leaf is queued as it comes and the queue is hashed into the maps when a
+// question comes: a layer of new files and no hard links (60,000 of them on the edge
+// image) hashes none of its names a second time, and any other hashes each leaf once.
 type freshSet struct {
 	names map[string]bool
 	in    map[*node]int
